@@ -1,0 +1,6 @@
+#[taskflow::task]
+pub async fn send<T: serde::Serialize>(payload: T) {
+    let _ = payload;
+}
+
+fn main() {}

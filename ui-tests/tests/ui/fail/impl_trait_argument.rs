@@ -1,0 +1,6 @@
+#[taskflow::task]
+pub fn log_line(line: impl std::fmt::Display) {
+    println!("{line}");
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[taskflow::task]
+pub struct SendWelcome {
+    pub user_id: u64,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[taskflow::task]
+pub async fn send_welcome(email: &str) {
+    let _ = email;
+}
+
+fn main() {}

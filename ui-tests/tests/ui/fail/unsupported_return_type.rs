@@ -1,0 +1,6 @@
+#[taskflow::task]
+pub fn count_users() -> u64 {
+    42
+}
+
+fn main() {}
