@@ -1,0 +1,333 @@
+//! The running task's context ([`TaskContext`]) and task logging: [`task_log!`](crate::task_log)
+//! and the [`TaskLogLayer`] that captures `tracing` events into the task's log.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::Context as LayerContext;
+
+use crate::manager::Inner;
+use crate::task::{LogEntry, LogLevel, Tags, TaskId};
+
+tokio::task_local! {
+    static CURRENT: TaskContext;
+}
+
+thread_local! {
+    static BLOCKING_CURRENT: RefCell<Option<TaskContext>> = const { RefCell::new(None) };
+}
+
+/// What a running task knows about itself: id, name, attempt and tags, and where its log goes.
+///
+/// Available anywhere inside a task's attempt (async or on the blocking pool) through
+/// [`TaskContext::current`]; `None` outside of one.
+///
+/// # Examples
+///
+/// ```
+/// assert!(taskflow::TaskContext::current().is_none());
+/// ```
+#[derive(Clone)]
+pub struct TaskContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    id: TaskId,
+    name: String,
+    attempt: u32,
+    tags: Tags,
+    manager: Arc<Inner>,
+    panic_trace: parking_lot::Mutex<Option<String>>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        id: TaskId,
+        name: String,
+        attempt: u32,
+        tags: Tags,
+        manager: Arc<Inner>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ContextInner {
+                id,
+                name,
+                attempt,
+                tags,
+                manager,
+                panic_trace: parking_lot::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The context of the task running here, or `None` outside a task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let id = manager
+    ///     .spawn("who-am-i", async move {
+    ///         let ctx = taskflow::TaskContext::current().expect("inside a task");
+    ///         let _ = tx.send((ctx.id(), ctx.name().to_owned(), ctx.attempt()));
+    ///     })
+    ///     .await?;
+    /// assert_eq!(rx.await.unwrap(), (id, "who-am-i".to_owned(), 1));
+    /// # manager.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn current() -> Option<Self> {
+        CURRENT
+            .try_with(Clone::clone)
+            .ok()
+            .or_else(|| BLOCKING_CURRENT.with(|current| current.borrow().clone()))
+    }
+
+    /// The task's id.
+    ///
+    /// # Examples
+    ///
+    /// See [`TaskContext::current`].
+    pub fn id(&self) -> TaskId {
+        self.inner.id
+    }
+
+    /// The task's registered name.
+    ///
+    /// # Examples
+    ///
+    /// See [`TaskContext::current`].
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The attempt running now, 1-based.
+    ///
+    /// # Examples
+    ///
+    /// See [`TaskContext::current`].
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The tags given at enqueue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn tenant() -> Option<String> {
+    ///     taskflow::TaskContext::current()?.tags().get("tenant").cloned()
+    /// }
+    /// assert_eq!(tenant(), None);
+    /// ```
+    pub fn tags(&self) -> &Tags {
+        &self.inner.tags
+    }
+
+    /// Appends an entry to the task's log.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskflow::{LogLevel, TaskContext};
+    /// if let Some(ctx) = TaskContext::current() {
+    ///     ctx.log(LogLevel::Info, "halfway", serde_json::Map::new());
+    /// }
+    /// ```
+    pub fn log(&self, level: LogLevel, message: impl Into<String>, fields: Map<String, Value>) {
+        let mut entry = LogEntry::new(level, message);
+        entry.fields = fields;
+        self.inner.manager.append_log(self.inner.id, entry);
+    }
+
+    /// Runs `future` with this context as the current one.
+    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+
+    /// Runs `f` on this thread with this context as the current one.
+    pub(crate) fn enter_blocking<R>(self, f: impl FnOnce() -> R) -> R {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                BLOCKING_CURRENT.with(|current| current.borrow_mut().take());
+            }
+        }
+        BLOCKING_CURRENT.with(|current| *current.borrow_mut() = Some(self));
+        let _reset = Reset;
+        f()
+    }
+
+    /// Keeps the stack trace captured by the panic hook for this attempt.
+    pub(crate) fn set_panic_trace(&self, trace: String) {
+        *self.inner.panic_trace.lock() = Some(trace);
+    }
+
+    /// Takes the stack trace of a panic in this attempt, if one was captured.
+    pub(crate) fn take_panic_trace(&self) -> Option<String> {
+        self.inner.panic_trace.lock().take()
+    }
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("id", &self.inner.id)
+            .field("name", &self.inner.name)
+            .field("attempt", &self.inner.attempt)
+            .field("tags", &self.inner.tags)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Appends a structured entry to the running task's log; does nothing outside a task.
+///
+/// Forms: `task_log!("format {}", args)` (level info), `task_log!(warn, "format {}", args)`, and
+/// with fields `task_log!(info, amount = 12, currency = "eur"; "charged {}", user)`. Levels are
+/// `trace`, `debug`, `info`, `warn`, `error`; field values are anything `Serialize`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), taskflow::Error> {
+/// use taskflow::task_log;
+/// let manager = taskflow::TaskManager::builder().build().await?;
+/// let id = manager
+///     .spawn("charge", async {
+///         task_log!("starting");
+///         task_log!(warn, amount = 12, currency = "eur"; "card {} retried", 42);
+///     })
+///     .await?;
+/// let record = manager.wait(id).await?;
+/// assert_eq!(record.logs[1].message, "card 42 retried");
+/// assert_eq!(record.logs[1].fields["amount"], 12);
+/// # manager.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[macro_export]
+macro_rules! task_log {
+    ($level:ident, $($key:ident = $value:expr),+ ; $($fmt:tt)+) => {
+        if let ::std::option::Option::Some(ctx) = $crate::TaskContext::current() {
+            let mut fields = $crate::__private::serde_json::Map::new();
+            $(
+                fields.insert(
+                    ::std::string::String::from(::std::stringify!($key)),
+                    $crate::__private::to_log_value(&$value),
+                );
+            )+
+            ctx.log($crate::__private::log_level!($level), ::std::format!($($fmt)+), fields);
+        }
+    };
+    ($level:ident, $($fmt:tt)+) => {
+        if let ::std::option::Option::Some(ctx) = $crate::TaskContext::current() {
+            ctx.log(
+                $crate::__private::log_level!($level),
+                ::std::format!($($fmt)+),
+                $crate::__private::serde_json::Map::new(),
+            );
+        }
+    };
+    ($fmt:literal $($rest:tt)*) => {
+        $crate::task_log!(info, $fmt $($rest)*)
+    };
+}
+
+/// A `tracing` layer that appends every event emitted inside a task to that task's log.
+///
+/// Add it to your subscriber; events outside tasks pass through untouched.
+///
+/// # Examples
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// let subscriber = tracing_subscriber::registry().with(taskflow::TaskLogLayer::new());
+/// let _guard = tracing::subscriber::set_default(subscriber);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskLogLayer {
+    _private: (),
+}
+
+impl TaskLogLayer {
+    /// The layer.
+    ///
+    /// # Examples
+    ///
+    /// See [`TaskLogLayer`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TaskLogLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
+        let Some(task) = TaskContext::current() else {
+            return;
+        };
+        if event.metadata().target().starts_with("taskflow::") {
+            return;
+        }
+        let mut visitor = FieldVisitor {
+            message: String::new(),
+            fields: Map::new(),
+        };
+        event.record(&mut visitor);
+        let level = match *event.metadata().level() {
+            tracing::Level::TRACE => LogLevel::Trace,
+            tracing::Level::DEBUG => LogLevel::Debug,
+            tracing::Level::INFO => LogLevel::Info,
+            tracing::Level::WARN => LogLevel::Warn,
+            tracing::Level::ERROR => LogLevel::Error,
+        };
+        task.log(level, visitor.message, visitor.fields);
+    }
+}
+
+struct FieldVisitor {
+    message: String,
+    fields: Map<String, Value>,
+}
+
+impl FieldVisitor {
+    fn put(&mut self, field: &Field, value: Value) {
+        if field.name() == "message" {
+            self.message = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+        } else {
+            self.fields.insert(field.name().to_owned(), value);
+        }
+    }
+}
+
+impl Visit for FieldVisitor {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::from(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, Value::from(format!("{value:?}")));
+    }
+}

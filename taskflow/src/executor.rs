@@ -1,0 +1,439 @@
+//! Running attempts: starting what the queues allow, timeouts, panics, cancellation, retries
+//! with backoff, and the blocking pool hand-off.
+//!
+//! Attempts are spawned only after the state lock is released ([`launch`]), so a runtime that
+//! drops a future at spawn time can never re-enter the lock.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::context::TaskContext;
+use crate::dispatch::{QueueIndex, Waiting};
+use crate::manager::{Inner, State};
+use crate::task::{LogEntry, LogLevel, Tags, TaskFailure, TaskId, TaskResult, TaskRun, TaskStatus};
+
+/// An attempt chosen to start, carried out of the lock to [`launch`].
+pub(crate) struct Start {
+    id: TaskId,
+    queue: QueueIndex,
+    blocking: bool,
+    run: TaskRun,
+    name: String,
+    attempt: u32,
+    tags: Tags,
+    timeout: Option<Duration>,
+    cancel: CancellationToken,
+    parent_span: tracing::Span,
+    /// For a persisted task, the store number of its `running` record, committed before the
+    /// attempt's body starts.
+    running_seq: Option<u64>,
+}
+
+/// A running attempt's place in its queue and in the manager's limits. Freed by
+/// [`Inner::finish`], or on drop if the attempt is dropped without finishing.
+struct Slot {
+    inner: Arc<Inner>,
+    queue: QueueIndex,
+    blocking: bool,
+    armed: bool,
+}
+
+impl Slot {
+    fn release(&mut self, state: &mut State) {
+        if std::mem::replace(&mut self.armed, false) {
+            state.dispatch.release(self.queue, self.blocking);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        self.release(&mut inner.state.lock());
+        // The attempt was dropped without finishing (cancelled, aborted, or its runtime is
+        // closing). Start what can start next from a task of its own: starting it from inside
+        // this drop could recurse through every queued task while a closing runtime drops each
+        // new attempt at once.
+        let runtime = inner.runtime.clone();
+        runtime.spawn(async move {
+            let starts = inner.pump(&mut inner.state.lock());
+            launch(&inner, starts);
+        });
+    }
+}
+
+impl Inner {
+    /// Takes every waiting task that may start now and marks it running.
+    pub(crate) fn pump(&self, state: &mut State) -> Vec<Start> {
+        let mut starts = Vec::new();
+        if !state.accepting {
+            return starts;
+        }
+        while let Some((queue, waiting)) = state.dispatch.next() {
+            let id = waiting.id;
+            let (Some(live), Some(record)) = (state.live.get_mut(&id), state.history.get_mut(id))
+            else {
+                state.dispatch.release(queue, waiting.blocking);
+                continue;
+            };
+            let Some(run) = live.next.take() else {
+                state.dispatch.release(queue, waiting.blocking);
+                continue;
+            };
+            record.status = TaskStatus::Running;
+            record.attempt += 1;
+            record.start_time.get_or_insert_with(Utc::now);
+            if record.attempt > 1 {
+                let mut entry = LogEntry::new(
+                    LogLevel::Info,
+                    format!(
+                        "--- attempt {} (retry {} of {}) ---",
+                        record.attempt, record.retries_used, live.options.retries
+                    ),
+                );
+                entry
+                    .fields
+                    .insert("attempt".to_owned(), record.attempt.into());
+                self.push_log(record, entry);
+            }
+            self.publish_state(record);
+            starts.push(Start {
+                id,
+                queue,
+                blocking: waiting.blocking,
+                run,
+                name: record.func_name.clone(),
+                attempt: record.attempt,
+                tags: record.tags.clone(),
+                timeout: live.options.timeout,
+                cancel: live.cancel.clone(),
+                parent_span: live.parent_span.clone(),
+                running_seq: None,
+            });
+            let running_seq = self
+                .queue_save(state, id)
+                .filter(|_| record_persisted(state, id));
+            if let Some(start) = starts.last_mut() {
+                start.running_seq = running_seq;
+            }
+        }
+        starts
+    }
+
+    /// Ends an attempt: frees its slot, records its outcome (`None` when it was stopped from
+    /// outside, which already recorded the state), and starts what can start next.
+    fn finish(
+        self: &Arc<Self>,
+        id: TaskId,
+        attempt: u32,
+        outcome: Option<TaskResult>,
+        slot: Option<Slot>,
+    ) {
+        let (starts, evicted) = {
+            let mut state = self.state.lock();
+            if let Some(mut slot) = slot {
+                slot.release(&mut state);
+            }
+            if let Some(outcome) = outcome {
+                self.record_outcome(&mut state, id, attempt, outcome);
+            }
+            (self.pump(&mut state), std::mem::take(&mut state.graveyard))
+        };
+        launch(self, starts);
+        drop(evicted);
+    }
+
+    fn record_outcome(
+        self: &Arc<Self>,
+        state: &mut State,
+        id: TaskId,
+        attempt: u32,
+        outcome: TaskResult,
+    ) {
+        let current = state
+            .history
+            .get(id)
+            .is_some_and(|r| r.status == TaskStatus::Running && r.attempt == attempt);
+        if !current || !state.live.contains_key(&id) {
+            return;
+        }
+        let failure = match outcome {
+            Ok(value) => {
+                self.conclude(state, id, TaskStatus::Success, |r| {
+                    r.result = Some(value);
+                    r.error = None;
+                    r.stacktrace = None;
+                });
+                return;
+            }
+            Err(failure) => failure,
+        };
+        tracing::debug!(target: "taskflow::executor", task_id = %id, attempt, error = %failure, "attempt failed");
+        let Some(live) = state.live.get_mut(&id) else {
+            return;
+        };
+        let retries_used = state.history.get(id).map_or(0, |r| r.retries_used);
+        let wait = if failure.is_permanent() {
+            None
+        } else {
+            live.options.retry_wait(retries_used + 1)
+        };
+        let Some(wait) = wait else {
+            return self.fail(state, id, &failure);
+        };
+        let next = match live.factory.make() {
+            Ok(next) => next,
+            Err(cannot) => return self.fail(state, id, &cannot),
+        };
+        let wait = if live.options.jitter {
+            wait.mul_f64(0.5 + fastrand::f64())
+        } else {
+            wait
+        };
+        let blocking = next.is_blocking();
+        live.next = Some(next);
+        live.blocking = blocking;
+        let queue = live.queue;
+        state.seq += 1;
+        let seq = state.seq;
+        let Some(record) = state.history.get_mut(id) else {
+            return;
+        };
+        record.status = TaskStatus::Pending;
+        record.retries_used = retries_used + 1;
+        record.error = Some(failure.message().to_owned());
+        record.stacktrace = failure.stacktrace().map(str::to_owned);
+        let mut entry = LogEntry::new(
+            LogLevel::Warn,
+            format!("attempt {attempt} failed: {failure}; retrying in {wait:?}"),
+        );
+        entry.fields.insert("attempt".to_owned(), attempt.into());
+        entry
+            .fields
+            .insert("retry_in_seconds".to_owned(), wait.as_secs_f64().into());
+        self.push_log(record, entry);
+        self.publish_state(record);
+        let waiting = Waiting {
+            priority: record.priority,
+            seq,
+            id,
+            blocking,
+        };
+        if !state.accepting {
+            return self.stop_pending(state, id);
+        }
+        self.queue_save(state, id);
+        if wait.is_zero() {
+            state.dispatch.push_accepted(queue, waiting);
+        } else {
+            schedule(self, id, waiting, wait);
+        }
+    }
+
+    /// Waits until the `running` state of persisted task `id` is committed, so that after a
+    /// crash the store never shows as pending a task that had started.
+    async fn commit_running(&self, id: TaskId, seq: u64) {
+        if let Err(error) = self.flush_through(seq).await {
+            tracing::warn!(target: "taskflow::store", task_id = %id, %error, "could not record the start of a persisted task; running it anyway");
+        }
+    }
+
+    fn fail(&self, state: &mut State, id: TaskId, failure: &TaskFailure) {
+        self.conclude(state, id, TaskStatus::Failed, |r| {
+            r.error = Some(failure.message().to_owned());
+            r.stacktrace = failure.stacktrace().map(str::to_owned);
+        });
+    }
+}
+
+fn record_persisted(state: &State, id: TaskId) -> bool {
+    state.history.get(id).is_some_and(|r| r.persist)
+}
+
+/// Puts a waiting task back in its queue after `wait` (a delayed start or a retry wait).
+pub(crate) fn schedule(inner: &Arc<Inner>, id: TaskId, waiting: Waiting, wait: Duration) {
+    let inner = Arc::clone(inner);
+    let runtime = inner.runtime.clone();
+    inner.tracker.clone().spawn_on(
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = inner.stopping.cancelled() => return,
+            }
+            let starts = {
+                let mut state = inner.state.lock();
+                let Some(queue) = state.live.get(&id).map(|live| live.queue) else {
+                    return;
+                };
+                if state
+                    .history
+                    .get(id)
+                    .is_none_or(|r| r.status != TaskStatus::Pending)
+                {
+                    return;
+                }
+                state.dispatch.push_accepted(queue, waiting);
+                inner.pump(&mut state)
+            };
+            launch(&inner, starts);
+        },
+        &runtime,
+    );
+}
+
+/// Spawns the attempts chosen by [`Inner::pump`]. Call with the state lock released.
+pub(crate) fn launch(inner: &Arc<Inner>, starts: Vec<Start>) {
+    for start in starts {
+        // A root span (not a child of whatever span launches it: a request, or the attempt
+        // that freed the slot) that follows from the span that enqueued the task.
+        let span = tracing::info_span!(
+            target: "taskflow::executor",
+            parent: None,
+            "taskflow.task",
+            task_id = %start.id,
+            name = %start.name,
+            attempt = start.attempt,
+        );
+        span.follows_from(&start.parent_span);
+        crate::observe::continue_trace(&span, inner, start.id);
+        let context = TaskContext::new(
+            start.id,
+            start.name,
+            start.attempt,
+            start.tags,
+            Arc::clone(inner),
+        );
+        let slot = Slot {
+            inner: Arc::clone(inner),
+            queue: start.queue,
+            blocking: start.blocking,
+            armed: true,
+        };
+        let (id, attempt, timeout, cancel) = (start.id, start.attempt, start.timeout, start.cancel);
+        let running_seq = start.running_seq;
+        let task_inner = Arc::clone(inner);
+        match start.run {
+            TaskRun::Async(future) => {
+                let attempt_future = async move {
+                    let run = async {
+                        if let Some(seq) = running_seq {
+                            task_inner.commit_running(id, seq).await;
+                        }
+                        run_async(future, context, timeout).await
+                    };
+                    let outcome = tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => None,
+                        outcome = run => Some(outcome),
+                    };
+                    task_inner.finish(id, attempt, outcome, Some(slot));
+                };
+                inner
+                    .tracker
+                    .spawn_on(attempt_future.instrument(span), &inner.runtime);
+            }
+            TaskRun::Blocking(f) => {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                let job_span = span.clone();
+                let job = Box::new(move || {
+                    let _slot = slot;
+                    let outcome = job_span
+                        .in_scope(|| context.clone().enter_blocking(|| run_blocking(f, &context)));
+                    let _ = sender.send(outcome);
+                });
+                let coordinator = async move {
+                    let received = async {
+                        if let Some(seq) = running_seq {
+                            task_inner.commit_running(id, seq).await;
+                        }
+                        if let Err(job) = task_inner.blocking.execute(job) {
+                            drop(job);
+                        }
+                        match timeout {
+                            Some(limit) => tokio::time::timeout(limit, receiver)
+                                .await
+                                .unwrap_or_else(|_| Ok(Err(timed_out(limit)))),
+                            None => receiver.await,
+                        }
+                    };
+                    let outcome = tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => None,
+                        received = received => Some(received.unwrap_or_else(|_| {
+                            Err(TaskFailure::new("the blocking pool is closed; the attempt did not run"))
+                        })),
+                    };
+                    task_inner.finish(id, attempt, outcome, None);
+                };
+                inner
+                    .tracker
+                    .spawn_on(coordinator.instrument(span), &inner.runtime);
+            }
+        }
+    }
+}
+
+async fn run_async(
+    future: std::pin::Pin<Box<dyn Future<Output = TaskResult> + Send>>,
+    context: TaskContext,
+    timeout: Option<Duration>,
+) -> TaskResult {
+    let guarded = context
+        .clone()
+        .scope(AssertUnwindSafe(future).catch_unwind());
+    let caught = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, guarded).await {
+            Ok(caught) => caught,
+            Err(_) => return Err(timed_out(limit)),
+        },
+        None => guarded.await,
+    };
+    caught.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref(), &context)))
+}
+
+fn run_blocking(f: Box<dyn FnOnce() -> TaskResult + Send>, context: &TaskContext) -> TaskResult {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(panic_failure(panic.as_ref(), context)))
+}
+
+fn timed_out(limit: Duration) -> TaskFailure {
+    TaskFailure::new(format!("timed out after {limit:?}"))
+}
+
+fn panic_failure(panic: &(dyn Any + Send), context: &TaskContext) -> TaskFailure {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned());
+    let failure = TaskFailure::new(format!("panicked: {message}"));
+    match context.take_panic_trace() {
+        Some(trace) => failure.with_stacktrace(trace),
+        None => failure,
+    }
+}
+
+/// Installs (once per process) a panic hook that keeps the stack trace of a panic inside a task
+/// for its record, then calls the hook that was there before.
+pub(crate) fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(context) = TaskContext::current() {
+                context.set_panic_trace(std::backtrace::Backtrace::force_capture().to_string());
+            }
+            previous(info);
+        }));
+    });
+}

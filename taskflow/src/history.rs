@@ -1,0 +1,585 @@
+//! The in-memory window of task records: every pending and running task plus the most recent
+//! finished ones (at most `max_history`, oldest finished evicted first), with filtered, paginated
+//! listing and metrics.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::task::{TaskId, TaskRecord, TaskStatus};
+
+/// Which records to list: filters, page size and cursor.
+///
+/// # Examples
+///
+/// ```
+/// use taskflow::{TaskFilter, TaskStatus};
+/// let filter = TaskFilter::new().status(TaskStatus::Failed).name("send_welcome").limit(20);
+/// assert_eq!(filter.limit, 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TaskFilter {
+    /// Only this state.
+    pub status: Option<TaskStatus>,
+    /// Only this task name.
+    pub name: Option<String>,
+    /// Only tasks with this tag: `key` (any value) or `key:value`.
+    pub tag: Option<String>,
+    /// Text search (case-insensitive) in the id, name, error, tags and idempotency key.
+    pub q: Option<String>,
+    /// Only tasks created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only tasks created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many records (1 to 1000).
+    pub limit: usize,
+    /// Continue after this cursor (from [`ListPage::next_cursor`]).
+    pub cursor: Option<String>,
+}
+
+impl TaskFilter {
+    /// The default page size.
+    pub const DEFAULT_LIMIT: usize = 50;
+    /// The largest page size.
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// No filter, 50 records.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(taskflow::TaskFilter::new().limit, 50);
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            status: None,
+            name: None,
+            tag: None,
+            q: None,
+            since: None,
+            until: None,
+            limit: Self::DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+
+    /// Only tasks in `status`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let f = taskflow::TaskFilter::new().status(taskflow::TaskStatus::Running);
+    /// assert_eq!(f.status, Some(taskflow::TaskStatus::Running));
+    /// ```
+    pub fn status(mut self, status: TaskStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only tasks named `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(taskflow::TaskFilter::new().name("x").name.as_deref(), Some("x"));
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Only tasks tagged `key` or `key:value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(taskflow::TaskFilter::new().tag("user:7").tag.as_deref(), Some("user:7"));
+    /// ```
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Only tasks whose id, name, error, tag keys or values, or idempotency key contain `text`
+    /// (ignoring case).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(taskflow::TaskFilter::new().q("smtp").q.as_deref(), Some("smtp"));
+    /// ```
+    pub fn q(mut self, text: impl Into<String>) -> Self {
+        self.q = Some(text.into());
+        self
+    }
+
+    /// Only tasks created at or after `since`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    /// assert_eq!(taskflow::TaskFilter::new().since(hour_ago).since, Some(hour_ago));
+    /// ```
+    pub fn since(mut self, since: DateTime<Utc>) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// Only tasks created before `until`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let now = chrono::Utc::now();
+    /// assert_eq!(taskflow::TaskFilter::new().until(now).until, Some(now));
+    /// ```
+    pub fn until(mut self, until: DateTime<Utc>) -> Self {
+        self.until = Some(until);
+        self
+    }
+
+    /// At most `limit` records, clamped to 1..=1000.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(taskflow::TaskFilter::new().limit(5000).limit, 1000);
+    /// ```
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit.clamp(1, Self::MAX_LIMIT);
+        self
+    }
+
+    /// Continue after `cursor`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let f = taskflow::TaskFilter::new().cursor("abc");
+    /// assert_eq!(f.cursor.as_deref(), Some("abc"));
+    /// ```
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// Whether `record` passes every filter (the cursor and limit aside).
+    pub fn matches(&self, record: &TaskRecord) -> bool {
+        self.status.is_none_or(|s| s == record.status)
+            && self.name.as_deref().is_none_or(|n| n == record.func_name)
+            && self.since.is_none_or(|t| record.created_at >= t)
+            && self.until.is_none_or(|t| record.created_at < t)
+            && self
+                .tag
+                .as_deref()
+                .is_none_or(|tag| match tag.split_once([':', '=']) {
+                    Some((key, value)) => record.tags.get(key).is_some_and(|v| v == value),
+                    None => record.tags.contains_key(tag),
+                })
+            && self
+                .q
+                .as_deref()
+                .is_none_or(|q| text_matches(record, &q.to_lowercase()))
+    }
+}
+
+fn text_matches(record: &TaskRecord, needle: &str) -> bool {
+    let has = |text: &str| text.to_lowercase().contains(needle);
+    has(&record.task_id.to_string())
+        || has(&record.func_name)
+        || record.error.as_deref().is_some_and(has)
+        || record.idempotency_key.as_deref().is_some_and(has)
+        || record.tags.iter().any(|(k, v)| has(k) || has(v))
+}
+
+impl Default for TaskFilter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One page of records, newest first.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), taskflow::Error> {
+/// let manager = taskflow::TaskManager::builder().build().await?;
+/// let page = manager.list(&taskflow::TaskFilter::new()).await?;
+/// assert!(page.tasks.is_empty());
+/// assert_eq!(page.next_cursor, None);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ListPage {
+    /// The records.
+    pub tasks: Vec<TaskRecord>,
+    /// Pass to [`TaskFilter::cursor`] for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Counts, success rate and durations over the records in view.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), taskflow::Error> {
+/// let manager = taskflow::TaskManager::builder().build().await?;
+/// let metrics = manager.metrics().await?;
+/// assert_eq!(metrics.total, 0);
+/// assert_eq!(metrics.by_status["pending"], 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Records counted.
+    pub total: usize,
+    /// Records by state (every state present, zero included).
+    pub by_status: BTreeMap<String, usize>,
+    /// `success / (success + failed)`, `None` before any finished.
+    pub success_rate: Option<f64>,
+    /// Mean duration of finished runs, seconds.
+    pub avg_duration: Option<f64>,
+    /// 95th percentile duration of finished runs, seconds.
+    pub p95_duration: Option<f64>,
+    /// The same per task name.
+    pub by_name: BTreeMap<String, NameStats>,
+}
+
+impl Metrics {
+    /// Counts a live task that the figures do not hold yet.
+    pub(crate) fn count_live(&mut self, record: &TaskRecord) {
+        self.total += 1;
+        *self
+            .by_status
+            .entry(record.status.as_str().to_owned())
+            .or_default() += 1;
+        self.by_name
+            .entry(record.func_name.clone())
+            .or_default()
+            .total += 1;
+    }
+}
+
+/// Per-task-name figures inside [`Metrics`].
+///
+/// # Examples
+///
+/// ```
+/// let stats = taskflow::NameStats::default();
+/// assert_eq!(stats.total, 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NameStats {
+    /// Records of this name.
+    pub total: usize,
+    /// Of which succeeded.
+    pub success: usize,
+    /// Of which failed.
+    pub failed: usize,
+    /// `success / (success + failed)`.
+    pub success_rate: Option<f64>,
+    /// Mean duration, seconds.
+    pub avg_duration: Option<f64>,
+    /// 95th percentile duration, seconds.
+    pub p95_duration: Option<f64>,
+}
+
+/// The bounded record window.
+#[derive(Debug)]
+pub(crate) struct History {
+    /// Boxed so that B-tree node splits and shifts move pointers, not whole records.
+    records: BTreeMap<TaskId, Box<TaskRecord>>,
+    finished: VecDeque<TaskId>,
+    max_history: usize,
+}
+
+impl History {
+    pub(crate) fn new(max_history: usize) -> Self {
+        Self {
+            records: BTreeMap::new(),
+            finished: VecDeque::new(),
+            max_history,
+        }
+    }
+
+    /// Adds or replaces a record; a finished one must then be passed to [`Self::mark_finished`].
+    pub(crate) fn insert(&mut self, record: TaskRecord) {
+        self.records.insert(record.task_id, Box::new(record));
+    }
+
+    pub(crate) fn get(&self, id: TaskId) -> Option<&TaskRecord> {
+        self.records.get(&id).map(|r| &**r)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut TaskRecord> {
+        self.records.get_mut(&id).map(|r| &mut **r)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Notes that `id` reached a final state, and moves the oldest finished records beyond the
+    /// bound into `evicted` (so the caller can free them after releasing its lock).
+    #[allow(
+        clippy::vec_box,
+        reason = "records live boxed in the window; moving the box avoids copying the record"
+    )]
+    pub(crate) fn mark_finished(&mut self, id: TaskId, evicted: &mut Vec<Box<TaskRecord>>) {
+        self.finished.push_back(id);
+        while self.finished.len() > self.max_history {
+            let Some(oldest) = self.finished.pop_front() else {
+                break;
+            };
+            if self
+                .records
+                .get(&oldest)
+                .is_some_and(|r| r.status.is_finished())
+                && let Some(record) = self.records.remove(&oldest)
+            {
+                evicted.push(record);
+            }
+        }
+    }
+
+    /// Removes finished records that ended before `cutoff`; returns them.
+    #[allow(
+        clippy::vec_box,
+        reason = "records live boxed in the window; moving the box avoids copying the record"
+    )]
+    pub(crate) fn purge(&mut self, cutoff: DateTime<Utc>) -> Vec<Box<TaskRecord>> {
+        let old: std::collections::HashSet<TaskId> = self
+            .records
+            .values()
+            .filter(|r| r.status.is_finished() && r.end_time.unwrap_or(r.created_at) < cutoff)
+            .map(|r| r.task_id)
+            .collect();
+        self.finished.retain(|id| !old.contains(id));
+        old.iter()
+            .filter_map(|id| self.records.remove(id))
+            .collect()
+    }
+
+    pub(crate) fn list(&self, filter: &TaskFilter) -> ListPage {
+        page_of(self.records.values().rev().map(|r| &**r), filter)
+    }
+
+    pub(crate) fn metrics(&self, filter: &TaskFilter) -> Metrics {
+        metrics_of(
+            self.records
+                .values()
+                .map(|r| &**r)
+                .filter(|r| filter.matches(r)),
+        )
+    }
+}
+
+/// One page of `newest_first` records after the filter's cursor.
+pub(crate) fn page_of<'a>(
+    newest_first: impl Iterator<Item = &'a TaskRecord>,
+    filter: &TaskFilter,
+) -> ListPage {
+    let after = filter
+        .cursor
+        .as_deref()
+        .and_then(|c| c.parse::<TaskId>().ok());
+    let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
+    let mut tasks: Vec<TaskRecord> = newest_first
+        .filter(|r| after.is_none_or(|a| r.task_id < a) && filter.matches(r))
+        .take(limit + 1)
+        .cloned()
+        .collect();
+    let next_cursor = if tasks.len() > limit {
+        tasks.truncate(limit);
+        tasks.last().map(|r| r.task_id.to_string())
+    } else {
+        None
+    };
+    ListPage { tasks, next_cursor }
+}
+
+/// Counts, success rate and durations of `records`.
+pub(crate) fn metrics_of<'a>(records: impl Iterator<Item = &'a TaskRecord>) -> Metrics {
+    let mut by_status: BTreeMap<String, usize> = TaskStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    let mut all = Figures::default();
+    let mut per_name: BTreeMap<String, Figures> = BTreeMap::new();
+    let mut total = 0;
+    for record in records {
+        total += 1;
+        *by_status
+            .entry(record.status.as_str().to_owned())
+            .or_default() += 1;
+        all.add(record);
+        per_name
+            .entry(record.func_name.clone())
+            .or_default()
+            .add(record);
+    }
+    let (success_rate, avg_duration, p95_duration) = all.summary();
+    let by_name = per_name
+        .into_iter()
+        .map(|(name, figures)| {
+            let (total, success, failed) = (figures.total, figures.success, figures.failed);
+            let (success_rate, avg_duration, p95_duration) = figures.summary();
+            let stats = NameStats {
+                total,
+                success,
+                failed,
+                success_rate,
+                avg_duration,
+                p95_duration,
+            };
+            (name, stats)
+        })
+        .collect();
+    Metrics {
+        total,
+        by_status,
+        success_rate,
+        avg_duration,
+        p95_duration,
+        by_name,
+    }
+}
+
+#[derive(Default)]
+struct Figures {
+    total: usize,
+    success: usize,
+    failed: usize,
+    durations: Vec<f64>,
+}
+
+impl Figures {
+    fn add(&mut self, record: &TaskRecord) {
+        self.total += 1;
+        match record.status {
+            TaskStatus::Success => self.success += 1,
+            TaskStatus::Failed => self.failed += 1,
+            _ => {}
+        }
+        if record.status.is_finished()
+            && let Some(duration) = record.duration
+        {
+            self.durations.push(duration);
+        }
+    }
+
+    fn summary(mut self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let decided = self.success + self.failed;
+        let rate = (decided > 0).then(|| self.success as f64 / decided as f64);
+        if self.durations.is_empty() {
+            return (rate, None, None);
+        }
+        self.durations.sort_by(f64::total_cmp);
+        let avg = self.durations.iter().sum::<f64>() / self.durations.len() as f64;
+        let rank = ((self.durations.len() as f64) * 0.95).ceil() as usize;
+        let p95 = self.durations[rank.clamp(1, self.durations.len()) - 1];
+        (rate, Some(avg), Some(p95))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, status: TaskStatus) -> TaskRecord {
+        let mut r = TaskRecord::pending(TaskId::new(), name, "test");
+        r.status = status;
+        r
+    }
+
+    #[test]
+    fn evicts_oldest_finished_first_and_never_live_ones() {
+        let mut h = History::new(2);
+        let live = record("a", TaskStatus::Running);
+        let live_id = live.task_id;
+        h.insert(live);
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let r = record("a", TaskStatus::Pending);
+            ids.push(r.task_id);
+            h.insert(r);
+        }
+        let mut evicted = Vec::new();
+        for id in &ids {
+            if let Some(r) = h.get_mut(*id) {
+                r.status = TaskStatus::Success;
+            }
+            h.mark_finished(*id, &mut evicted);
+        }
+        assert_eq!(
+            evicted.iter().map(|r| r.task_id).collect::<Vec<_>>(),
+            vec![ids[0]]
+        );
+        assert!(h.get(live_id).is_some());
+        assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn pages_newest_first_with_cursor() {
+        let mut h = History::new(100);
+        let ids: Vec<_> = (0..5)
+            .map(|_| {
+                let r = record("a", TaskStatus::Pending);
+                let id = r.task_id;
+                h.insert(r);
+                id
+            })
+            .collect();
+        let first = h.list(&TaskFilter::new().limit(2));
+        assert_eq!(
+            first.tasks.iter().map(|r| r.task_id).collect::<Vec<_>>(),
+            vec![ids[4], ids[3]]
+        );
+        let cursor = first.next_cursor.expect("more pages");
+        let second = h.list(&TaskFilter::new().limit(2).cursor(cursor));
+        assert_eq!(
+            second.tasks.iter().map(|r| r.task_id).collect::<Vec<_>>(),
+            vec![ids[2], ids[1]]
+        );
+        let third = h.list(
+            &TaskFilter::new()
+                .limit(2)
+                .cursor(second.next_cursor.expect("more")),
+        );
+        assert_eq!(third.tasks.len(), 1);
+        assert_eq!(third.next_cursor, None);
+    }
+
+    #[test]
+    fn p95_and_rates() {
+        let mut h = History::new(100);
+        for i in 1..=20 {
+            let mut r = record(
+                "a",
+                if i == 20 {
+                    TaskStatus::Failed
+                } else {
+                    TaskStatus::Success
+                },
+            );
+            r.duration = Some(f64::from(i));
+            h.insert(r);
+        }
+        let m = h.metrics(&TaskFilter::new());
+        assert_eq!(m.p95_duration, Some(19.0));
+        assert_eq!(m.success_rate, Some(0.95));
+        assert_eq!(m.by_name["a"].failed, 1);
+    }
+}

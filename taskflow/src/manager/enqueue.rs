@@ -1,0 +1,331 @@
+//! The enqueue path: [`AddBuilder`], and how a new task is accepted: a write-ahead insert (or
+//! an idempotency reservation) in the store first, then its queue.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::storage::MAX_UNSAVED;
+use super::{Factory, Inner, Live, State, TaskManager};
+use crate::dispatch::Waiting;
+use crate::error::{Error, Result};
+use crate::executor;
+use crate::store::Inserted;
+use crate::task::{Tags, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
+
+/// What a new task needs besides its record, carried from `prepare` to `commit`.
+struct Runnable {
+    options: TaskOptions,
+    first: TaskRun,
+    factory: Factory,
+    wait: Option<Duration>,
+    parent_span: tracing::Span,
+}
+
+impl Inner {
+    /// Accepts a task: stored first when it is `persist` (or its key reserved when it has one),
+    /// then queued. `Ok` for a `persist` task means committed.
+    async fn accept(self: &Arc<Self>, new: NewTask, opts: AddOptions) -> Result<TaskId> {
+        if !self.state.lock().accepting {
+            return Err(Error::ShuttingDown);
+        }
+        let (record, runnable) = self.prepare(new, opts);
+        let mut stored = false;
+        if let Some(store) = &self.store {
+            if self.unsaved_len() > MAX_UNSAVED {
+                self.flush().await?;
+            }
+            let inserted = if record.persist {
+                stored = true;
+                store
+                    .insert(record.clone(), self.storage.key_ttl)
+                    .await
+                    .inspect_err(|_| self.observers.store_error())?
+            } else if let Some(key) = &record.idempotency_key {
+                stored = true;
+                store
+                    .reserve_key(key, record.task_id, self.storage.key_ttl)
+                    .await
+                    .inspect_err(|_| self.observers.store_error())?
+            } else {
+                Inserted::New
+            };
+            if let Inserted::Duplicate(holder) = inserted {
+                return Ok(holder);
+            }
+        }
+        let (accepted, starts, _graveyard) = {
+            let mut state = self.state.lock();
+            let accepted = self.commit(&mut state, record, runnable, stored);
+            (
+                accepted,
+                self.pump(&mut state),
+                std::mem::take(&mut state.graveyard),
+            )
+        };
+        executor::launch(self, starts);
+        accepted
+    }
+
+    /// Builds the record of a new task; no lock, no I/O.
+    fn prepare(&self, new: NewTask, opts: AddOptions) -> (TaskRecord, Runnable) {
+        let mut record = TaskRecord::pending(TaskId::new(), &new.name, &self.instance_id);
+        record.queue = opts.queue.unwrap_or_else(|| new.options.queue.to_owned());
+        record.priority = opts.priority.unwrap_or(new.options.priority);
+        record.tags = opts.tags;
+        record.idempotency_key = opts.idempotency_key;
+        record.args = new.args;
+        record.source = new.source.to_owned();
+        record.retry_of = new.retry_of;
+        record.executor = if new.first.is_blocking() {
+            "blocking"
+        } else {
+            "async"
+        }
+        .to_owned();
+        record.run_at = opts.run_at.map(|(_, at)| at);
+        record.persist = new.options.persist && self.store.is_some();
+        record.trace_parent = crate::observe::trace_parent();
+        let runnable = Runnable {
+            options: new.options,
+            first: new.first,
+            factory: new.factory,
+            wait: opts.run_at.map(|(wait, _)| wait),
+            parent_span: tracing::Span::current(),
+        };
+        (record, runnable)
+    }
+
+    /// Queues a prepared task under the lock. `stored`: its row or key is already in the store.
+    fn commit(
+        self: &Arc<Self>,
+        state: &mut State,
+        record: TaskRecord,
+        runnable: Runnable,
+        stored: bool,
+    ) -> Result<TaskId> {
+        let id = record.task_id;
+        if !state.accepting {
+            if stored {
+                self.reject(
+                    state,
+                    record,
+                    "the manager shut down before the task was queued".to_owned(),
+                );
+            }
+            return Err(Error::ShuttingDown);
+        }
+        if self.store.is_none()
+            && let Some(key) = &record.idempotency_key
+            && let Some(&holder) = state.keys.get(key)
+        {
+            return Ok(holder);
+        }
+        let blocking = runnable.first.is_blocking();
+        let queue = state.dispatch.index_of(&record.queue);
+        state.seq += 1;
+        let waiting = Waiting {
+            priority: record.priority,
+            seq: state.seq,
+            id,
+            blocking,
+        };
+        if runnable.wait.is_none()
+            && let Err(max_size) = state.dispatch.push(queue, waiting)
+        {
+            let queue = record.queue.clone();
+            self.reject(
+                state,
+                record,
+                format!("queue `{queue}` is full ({max_size} pending tasks)"),
+            );
+            return Err(Error::QueueFull { queue, max_size });
+        }
+        if self.store.is_none()
+            && let Some(key) = &record.idempotency_key
+        {
+            state.keys.insert(key.clone(), id);
+        }
+        self.publish_state(&record);
+        state.history.insert(record);
+        state.live.insert(
+            id,
+            Live {
+                queue,
+                options: runnable.options,
+                next: Some(runnable.first),
+                factory: runnable.factory,
+                blocking,
+                cancel: CancellationToken::new(),
+                parent_span: runnable.parent_span,
+                waiters: Vec::new(),
+            },
+        );
+        if let Some(wait) = runnable.wait {
+            executor::schedule(self, id, waiting, wait);
+        }
+        Ok(id)
+    }
+
+    /// Records a task that was not accepted as `rejected` (releasing its key in the store).
+    fn reject(&self, state: &mut State, mut record: TaskRecord, reason: String) {
+        let id = record.task_id;
+        record.status = TaskStatus::Rejected;
+        record.end_time = Some(Utc::now());
+        record.error = Some(reason);
+        self.publish_state(&record);
+        state.history.insert(record);
+        self.queue_save(state, id);
+        self.evict(state, id);
+    }
+}
+
+/// A task about to be enqueued.
+pub(crate) struct NewTask {
+    pub(crate) name: String,
+    pub(crate) options: TaskOptions,
+    pub(crate) args: Option<Value>,
+    pub(crate) first: TaskRun,
+    pub(crate) factory: Factory,
+    pub(crate) source: &'static str,
+    pub(crate) retry_of: Option<TaskId>,
+}
+
+#[derive(Default)]
+struct AddOptions {
+    idempotency_key: Option<String>,
+    tags: Tags,
+    priority: Option<i32>,
+    queue: Option<String>,
+    run_at: Option<(Duration, DateTime<Utc>)>,
+}
+
+/// Enqueue options for one task; `.await` it for the task's id.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), taskflow::Error> {
+/// use std::time::Duration;
+/// let manager = taskflow::TaskManager::builder().build().await?;
+/// let first = manager
+///     .spawn("nightly", async {})
+///     .idempotency_key("nightly-2026-11-22")
+///     .tags([("kind", "report")])
+///     .priority(5)
+///     .queue("reports")
+///     .delay(Duration::from_millis(10))
+///     .await?;
+/// let again = manager.spawn("nightly", async {}).idempotency_key("nightly-2026-11-22").await?;
+/// assert_eq!(first, again);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "an AddBuilder does nothing until it is awaited"]
+pub struct AddBuilder {
+    manager: TaskManager,
+    pub(super) task: Result<NewTask>,
+    options: AddOptions,
+}
+
+impl AddBuilder {
+    pub(super) fn new(manager: TaskManager, task: Result<NewTask>) -> Self {
+        Self {
+            manager,
+            task,
+            options: AddOptions::default(),
+        }
+    }
+
+    /// A second `add` with the same key, while a run holding it is pending, running or
+    /// succeeded, returns that run's id and starts nothing.
+    ///
+    /// # Examples
+    ///
+    /// See [`AddBuilder`].
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.options.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Adds key/value tags (filterable in the API and dashboard).
+    ///
+    /// # Examples
+    ///
+    /// See [`AddBuilder`].
+    pub fn tags<K: Into<String>, V: Into<String>>(
+        mut self,
+        tags: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.options
+            .tags
+            .extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Overrides the task's priority within its queue.
+    ///
+    /// # Examples
+    ///
+    /// See [`AddBuilder`].
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options.priority = Some(priority);
+        self
+    }
+
+    /// Overrides the task's queue.
+    ///
+    /// # Examples
+    ///
+    /// See [`AddBuilder`].
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.options.queue = Some(queue.into());
+        self
+    }
+
+    /// Starts the task no sooner than `delay` from now.
+    ///
+    /// # Examples
+    ///
+    /// See [`AddBuilder`].
+    pub fn delay(mut self, delay: Duration) -> Self {
+        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        self.options.run_at = Some((delay, at));
+        self
+    }
+
+    /// Starts the task no sooner than `at`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let at = chrono::Utc::now() + chrono::Duration::minutes(5);
+    /// let id = manager.spawn("later", async {}).run_at(at).await?;
+    /// assert_eq!(manager.get(id).await?.unwrap().run_at, Some(at));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        self.options.run_at = Some((wait, at));
+        self
+    }
+}
+
+impl IntoFuture for AddBuilder {
+    type Output = Result<TaskId>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<TaskId>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.manager.inner.accept(self.task?, self.options).await })
+    }
+}

@@ -1,0 +1,888 @@
+//! [`TaskManager`]: enqueue, query, cancel, retry and shut down. Its builder, the enqueue path and
+//! the store integration live in the submodules.
+
+mod builder;
+mod enqueue;
+mod storage;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::blocking::BlockingPool;
+use crate::dispatch::{Dispatch, QueueConfig, QueueIndex, QueueStats};
+use crate::error::{Error, Result};
+use crate::executor;
+use crate::history::{History, ListPage, Metrics, TaskFilter};
+use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
+use crate::registry::{Registration, Registry};
+use crate::store::Store;
+use crate::task::{
+    LogEntry, Task, TaskFailure, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus,
+};
+
+pub use builder::TaskManagerBuilder;
+pub use enqueue::AddBuilder;
+pub(crate) use enqueue::NewTask;
+pub(crate) use storage::StorageConfig;
+
+/// Runs and tracks background tasks. Cheap to clone: clones share one manager.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), taskflow::Error> {
+/// use taskflow::{TaskManager, TaskStatus};
+///
+/// let manager = TaskManager::builder().max_concurrent_tasks(8).build().await?;
+/// let id = manager.spawn("greet", async { println!("hello") }).await?;
+/// assert_eq!(manager.wait(id).await?.status, TaskStatus::Success);
+/// manager.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TaskManager {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Everything behind the manager handle.
+pub(crate) struct Inner {
+    pub(crate) registry: Registry,
+    pub(crate) state: parking_lot::Mutex<State>,
+    pub(crate) blocking: BlockingPool,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) stopping: CancellationToken,
+    pub(crate) events: tokio::sync::broadcast::Sender<Arc<TaskEvent>>,
+    pub(crate) instance_id: String,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) max_log_entries: usize,
+    /// Where records, keys and instances persist (`None`: memory only).
+    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) storage: StorageConfig,
+    /// Serialises flushes so that an older state is never written after a newer one.
+    pub(crate) flush_lock: tokio::sync::Mutex<()>,
+    /// The number of the last queued record known to be committed.
+    pub(crate) committed_seq: std::sync::atomic::AtomicU64,
+    /// Wakes the flusher at once (a persisted task changed state).
+    pub(crate) flush_soon: Notify,
+    /// Stops the background loops (flusher, heartbeat, recovery) at the very end of shutdown.
+    pub(crate) closed: CancellationToken,
+    pub(crate) loops: TaskTracker,
+    pub(crate) observers: crate::observe::Observers,
+}
+
+/// The mutable state, behind one lock that is never held across an `.await`.
+pub(crate) struct State {
+    pub(crate) history: History,
+    pub(crate) dispatch: Dispatch,
+    pub(crate) live: HashMap<TaskId, Live>,
+    pub(crate) keys: HashMap<String, TaskId>,
+    pub(crate) seq: u64,
+    pub(crate) accepting: bool,
+    /// Records to write to the store at the next flush, oldest first.
+    pub(crate) unsaved: Vec<TaskRecord>,
+    /// How many records were ever queued for the store (numbers them for `flush_through`).
+    pub(crate) queued_seq: u64,
+    /// Records evicted from the window, freed outside the lock.
+    #[allow(
+        clippy::vec_box,
+        reason = "records live boxed in the window; moving the box avoids copying the record"
+    )]
+    pub(crate) graveyard: Vec<Box<TaskRecord>>,
+}
+
+impl State {
+    /// Frees idempotency key `key` if run `id` holds it.
+    fn release_key(&mut self, key: Option<&str>, id: TaskId) {
+        if let Some(key) = key
+            && self.keys.get(key) == Some(&id)
+        {
+            self.keys.remove(key);
+        }
+    }
+}
+
+/// What a pending or running task needs beyond its record.
+pub(crate) struct Live {
+    pub(crate) queue: QueueIndex,
+    pub(crate) options: TaskOptions,
+    pub(crate) next: Option<TaskRun>,
+    pub(crate) factory: Factory,
+    pub(crate) blocking: bool,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) parent_span: tracing::Span,
+    /// Callers of [`TaskManager::wait`], sent the final record when the task concludes.
+    pub(crate) waiters: Vec<tokio::sync::oneshot::Sender<TaskRecord>>,
+}
+
+/// How to make the next attempt of a task.
+pub(crate) enum Factory {
+    /// From the typed arguments.
+    Typed(Box<dyn Fn() -> TaskRun + Send + Sync>),
+    /// From stored JSON through the registry.
+    Stored(Registration, Value),
+    /// An ad-hoc future: one attempt only.
+    Once,
+}
+
+impl Factory {
+    pub(crate) fn make(&self) -> std::result::Result<TaskRun, TaskFailure> {
+        match self {
+            Self::Typed(make) => Ok(make()),
+            Self::Stored(registration, args) => registration
+                .decode(args.clone())
+                .map_err(|e| TaskFailure::permanent(format!("arguments no longer decode: {e}"))),
+            Self::Once => Err(TaskFailure::permanent("an ad-hoc task cannot run again")),
+        }
+    }
+}
+
+impl TaskManager {
+    /// A builder with the defaults: 64 concurrent async attempts, 16 blocking threads, 10,000
+    /// finished records kept in memory, a 30 s shutdown grace period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = taskflow::TaskManager::builder().max_history(1_000);
+    /// ```
+    pub fn builder() -> TaskManagerBuilder {
+        TaskManagerBuilder::default()
+    }
+
+    /// Enqueues a declared task; await the returned builder for its id.
+    ///
+    /// # Errors
+    ///
+    /// When awaited: [`Error::QueueFull`] (the task is recorded as `rejected`),
+    /// [`Error::ShuttingDown`], or [`Error::Arguments`] when the arguments do not serialize.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// #[taskflow::task(retries = 2)]
+    /// async fn resize(image: String, width: u32) -> Result<u32, String> {
+    ///     Ok(width)
+    /// }
+    ///
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let id = manager
+    ///     .add(Resize { image: "a.png".into(), width: 64 })
+    ///     .tags([("user", "7")])
+    ///     .await?;
+    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(64)));
+    /// # manager.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn add<T: Task>(&self, args: T) -> AddBuilder {
+        let task = serde_json::to_value(&args)
+            .map_err(|source| Error::Arguments {
+                name: T::NAME.to_owned(),
+                source,
+            })
+            .map(|json| {
+                let first = args.clone().run();
+                NewTask {
+                    name: T::NAME.to_owned(),
+                    options: T::OPTIONS,
+                    args: Some(json),
+                    first,
+                    factory: Factory::Typed(Box::new(move || args.clone().run())),
+                    source: "task",
+                    retry_of: None,
+                }
+            });
+        AddBuilder::new(self.clone(), task)
+    }
+
+    /// Tracks an ad-hoc future under `name`: it gets an id, a status, logs and a place in the
+    /// dashboard, but no persistence and no retries.
+    ///
+    /// # Errors
+    ///
+    /// When awaited: [`Error::QueueFull`] or [`Error::ShuttingDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let id = manager.spawn("warm-cache", async { Ok::<_, std::io::Error>(3) }).await?;
+    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(3)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn spawn<F>(&self, name: impl Into<String>, future: F) -> AddBuilder
+    where
+        F: Future + Send + 'static,
+        F::Output: crate::task::IntoTaskResult,
+    {
+        let task = NewTask {
+            name: name.into(),
+            options: TaskOptions::new(),
+            args: None,
+            first: TaskRun::from_future(future),
+            factory: Factory::Once,
+            source: "spawn",
+            retry_of: None,
+        };
+        AddBuilder::new(self.clone(), Ok(task))
+    }
+
+    /// The record of task `id`: from memory while it is pending, running or recent, else from
+    /// the store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// assert!(manager.get(taskflow::TaskId::new()).await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        if let Some(record) = self.inner.state.lock().history.get(id).cloned() {
+            return Ok(Some(record));
+        }
+        match &self.inner.store {
+            Some(store) => Ok(store
+                .get(id)
+                .await
+                .inspect_err(|_| self.inner.observers.store_error())?),
+            None => Ok(None),
+        }
+    }
+
+    /// Lists records newest first, filtered and paginated: live and recent tasks from memory,
+    /// the rest of the history from the store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store cannot be read or written.
+    ///
+    /// # Examples
+    ///
+    /// See [`ListPage`].
+    pub async fn list(&self, filter: &TaskFilter) -> Result<ListPage> {
+        self.inner.list(filter).await
+    }
+
+    /// Counts, success rate and durations of every task known (memory and store).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store cannot be read or written.
+    ///
+    /// # Examples
+    ///
+    /// See [`Metrics`].
+    pub async fn metrics(&self) -> Result<Metrics> {
+        self.inner.metrics(&TaskFilter::new()).await
+    }
+
+    /// Waits until task `id` reaches a final state and returns its record. After shutdown a
+    /// task kept for the next start is returned as it is (pending).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when the task is unknown; [`Error::Store`] when the store cannot be
+    /// read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
+    ///
+    /// # Examples
+    ///
+    /// See [`TaskManager`].
+    pub async fn wait(&self, id: TaskId) -> Result<TaskRecord> {
+        enum Next {
+            Done(Box<TaskRecord>),
+            Wait(tokio::sync::oneshot::Receiver<TaskRecord>),
+            Poll,
+            Store,
+        }
+        loop {
+            let next = {
+                let mut state = self.inner.state.lock();
+                let accepting = state.accepting;
+                let State { history, live, .. } = &mut *state;
+                match (history.get(id), live.get_mut(&id)) {
+                    (Some(record), _) if record.status.is_finished() => {
+                        Next::Done(Box::new(record.clone()))
+                    }
+                    (Some(_), Some(live)) => {
+                        let (sender, receiver) = tokio::sync::oneshot::channel();
+                        live.waiters.push(sender);
+                        Next::Wait(receiver)
+                    }
+                    (Some(record), None) if !accepting => Next::Done(Box::new(record.clone())),
+                    (Some(_), None) => Next::Poll,
+                    (None, _) => Next::Store,
+                }
+            };
+            match next {
+                Next::Done(record) => return Ok(*record),
+                // A closed channel means the task left this instance unfinished (kept for the
+                // next start at shutdown): look again.
+                Next::Wait(receiver) => {
+                    if let Ok(record) = receiver.await {
+                        return Ok(record);
+                    }
+                }
+                Next::Poll => tokio::time::sleep(Duration::from_millis(10)).await,
+                Next::Store => return self.get(id).await?.ok_or(Error::NotFound(id)),
+            }
+        }
+    }
+    /// Cancels a task: a pending task never runs; a running async task is aborted. Both end
+    /// `cancelled`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::InvalidState`] when it already finished;
+    /// [`Error::CannotCancelBlocking`] when it is running on the blocking pool;
+    /// [`Error::NotOwned`] when another instance runs it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// use std::time::Duration;
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let id = manager.spawn("later", async {}).delay(Duration::from_secs(60)).await?;
+    /// assert_eq!(manager.cancel(id).await?.status, taskflow::TaskStatus::Cancelled);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn cancel(&self, id: TaskId) -> Result<TaskRecord> {
+        if let Some(result) = self.cancel_local(id) {
+            return result;
+        }
+        match self.get(id).await? {
+            None => Err(Error::NotFound(id)),
+            Some(record) if record.status.is_finished() => Err(Error::InvalidState {
+                id,
+                status: record.status,
+                action: "cancel",
+            }),
+            Some(record) => Err(Error::NotOwned {
+                id,
+                instance: record.instance_id,
+            }),
+        }
+    }
+
+    /// Cancels a task this instance holds in memory; `None` when it holds none with this id.
+    fn cancel_local(&self, id: TaskId) -> Option<Result<TaskRecord>> {
+        let inner = &self.inner;
+        let mut state = inner.state.lock();
+        let status = state.history.get(id)?.status;
+        let live = state.live.get(&id).map(|live| (live.queue, live.blocking));
+        let refusal = match (status, live) {
+            (status, _) if status.is_finished() => Some(Error::InvalidState {
+                id,
+                status,
+                action: "cancel",
+            }),
+            (_, None) => Some(Error::ShuttingDown),
+            (TaskStatus::Running, Some((_, true))) => Some(Error::CannotCancelBlocking(id)),
+            (TaskStatus::Pending, Some((queue, _))) => {
+                state.dispatch.remove(queue, id);
+                None
+            }
+            _ => None,
+        };
+        if let Some(error) = refusal {
+            return Some(Err(error));
+        }
+        let mut record = None;
+        inner.conclude(&mut state, id, TaskStatus::Cancelled, |r| {
+            r.error = Some("cancelled".to_owned());
+            record = Some(r.clone());
+        });
+        Some(record.ok_or(Error::NotFound(id)))
+    }
+
+    /// Runs a finished task again with the same arguments; the new run links to the original
+    /// through `retry_of`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::InvalidState`] while it is pending or running;
+    /// [`Error::NotRetryable`] for an ad-hoc `spawn`; [`Error::UnknownTask`] when its name is no
+    /// longer registered; [`Error::Arguments`] when its arguments no longer decode; and the
+    /// errors of enqueueing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// #[taskflow::task]
+    /// async fn flaky(n: u32) -> Result<(), String> { Err(format!("failed {n}")) }
+    ///
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let first = manager.add(Flaky { n: 1 }).await?;
+    /// manager.wait(first).await?;
+    /// let second = manager.retry(first).await?;
+    /// assert_eq!(manager.wait(second).await?.retry_of, Some(first));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn retry(&self, id: TaskId) -> Result<TaskId> {
+        let record = self.get(id).await?.ok_or(Error::NotFound(id))?;
+        if !record.status.is_finished() {
+            return Err(Error::InvalidState {
+                id,
+                status: record.status,
+                action: "retry",
+            });
+        }
+        let Some(args) = record.args else {
+            return Err(Error::NotRetryable(id));
+        };
+        let mut builder = self
+            .add_named(&record.func_name, args)
+            .tags(record.tags)
+            .queue(record.queue)
+            .priority(record.priority);
+        if let Ok(task) = &mut builder.task {
+            task.source = "retry";
+            task.retry_of = Some(id);
+        }
+        builder.await
+    }
+
+    /// Enqueues a registered task by name with JSON arguments, as a stored task is run again.
+    ///
+    /// # Errors
+    ///
+    /// When awaited: [`Error::UnknownTask`] when no task has this name, [`Error::Arguments`] when
+    /// the arguments do not decode, and the errors of [`add`](Self::add).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// #[taskflow::task(name = "math.square")]
+    /// fn square(n: i64) -> Result<i64, String> { Ok(n * n) }
+    ///
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let id = manager.add_named("math.square", serde_json::json!({ "n": 12 })).await?;
+    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(144)));
+    /// assert!(manager.add_named("math.cube", serde_json::json!({})).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn add_named(&self, name: &str, args: Value) -> AddBuilder {
+        let task = match self.inner.registry.get(name) {
+            None => Err(self.inner.registry.unknown(name)),
+            Some(registration) => registration
+                .decode(args.clone())
+                .map_err(|source| Error::Arguments {
+                    name: name.to_owned(),
+                    source,
+                })
+                .map(|first| NewTask {
+                    name: name.to_owned(),
+                    options: *registration.options(),
+                    args: Some(args.clone()),
+                    first,
+                    factory: Factory::Stored(*registration, args),
+                    source: "task",
+                    retry_of: None,
+                }),
+        };
+        AddBuilder::new(self.clone(), task)
+    }
+
+    /// Deletes finished records that ended more than `older_than` ago; returns how many.
+    /// Pending and running tasks are never deleted.
+    ///
+    /// # Errors
+    ///
+    /// Reserved for stores that can fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// use std::time::Duration;
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let id = manager.spawn("old", async {}).await?;
+    /// manager.wait(id).await?;
+    /// assert_eq!(manager.purge_history(Duration::ZERO).await?, 1);
+    /// assert!(manager.get(id).await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn purge_history(&self, older_than: Duration) -> Result<usize> {
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let stored = match &self.inner.store {
+            Some(store) => {
+                self.inner.flush().await?;
+                Some(store.purge(cutoff).await?)
+            }
+            None => None,
+        };
+        let mut state = self.inner.state.lock();
+        let purged = state.history.purge(cutoff);
+        for record in &purged {
+            state.release_key(record.idempotency_key.as_deref(), record.task_id);
+        }
+        Ok(stored.unwrap_or(purged.len()))
+    }
+
+    /// Applies the store retention settings now ([`TaskManagerBuilder::retention`] and
+    /// [`TaskManagerBuilder::max_stored_rows`]); the manager also does so every minute. Returns
+    /// how many records were deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// assert_eq!(manager.apply_retention().await?, 0); // no store, nothing to delete
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn apply_retention(&self) -> Result<usize> {
+        self.inner.flush().await?;
+        storage::apply_retention(&self.inner).await
+    }
+
+    /// Subscribes to the feed of lifecycle and log events of every task.
+    ///
+    /// The feed is bounded (see [`TaskManagerBuilder::event_capacity`]): publishing never waits,
+    /// and a subscriber that falls behind receives `RecvError::Lagged(n)` and then the newest
+    /// events.
+    ///
+    /// # Examples
+    ///
+    /// See [`TaskEvent`].
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<TaskEvent>> {
+        self.inner.events.subscribe()
+    }
+
+    /// A snapshot of every queue.
+    ///
+    /// # Examples
+    ///
+    /// See [`QueueStats`].
+    pub fn queues(&self) -> Vec<QueueStats> {
+        self.inner.state.lock().dispatch.stats()
+    }
+
+    /// Changes a queue's limits at run time; tasks waiting in it start at once if the new limit
+    /// allows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// manager.resize_queue("reports", taskflow::QueueConfig::new().concurrency(2));
+    /// let stats = manager.queues();
+    /// assert_eq!(stats.iter().find(|q| q.name == "reports").unwrap().concurrency, Some(2));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn resize_queue(&self, name: &str, config: QueueConfig) {
+        let starts = {
+            let mut state = self.inner.state.lock();
+            state.dispatch.resize(name, config);
+            self.inner.pump(&mut state)
+        };
+        executor::launch(&self.inner, starts);
+    }
+
+    /// The registered tasks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let _names: Vec<&str> = manager.registry().names().collect();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// This manager's instance id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().instance_id("web-1").build().await?;
+    /// assert_eq!(manager.instance_id(), "web-1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// When this manager was built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// assert!(manager.started_at() <= chrono::Utc::now());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.inner.started_at
+    }
+
+    /// Whether shutdown has begun.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), taskflow::Error> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// assert!(!manager.is_shutting_down());
+    /// manager.shutdown().await?;
+    /// assert!(manager.is_shutting_down());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.stopping.is_cancelled()
+    }
+
+    /// Resolves on Ctrl-C, on SIGTERM (Unix), or when [`shutdown`](Self::shutdown) begins: pass
+    /// it to `axum::serve(..).with_graceful_shutdown`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(manager: taskflow::TaskManager, app: axum::Router) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+    /// axum::serve(listener, app).with_graceful_shutdown(manager.shutdown_signal()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shutdown_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let stopping = self.inner.stopping.clone();
+        async move {
+            #[cfg(unix)]
+            let terminate = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let terminate = std::future::pending::<()>();
+            tokio::select! {
+                () = stopping.cancelled() => {}
+                _ = tokio::signal::ctrl_c() => {}
+                () = terminate => {}
+            }
+        }
+    }
+
+    /// Stops accepting tasks, records every task that has not started as `interrupted` ("not
+    /// started before shutdown"), lets running attempts finish within the shutdown timeout, then
+    /// aborts the rest and records them as `interrupted`. Calling it again does nothing.
+    ///
+    /// # Errors
+    ///
+    /// Reserved for stores that fail their final flush.
+    ///
+    /// # Examples
+    ///
+    /// See [`TaskManager`].
+    pub async fn shutdown(&self) -> Result<()> {
+        let inner = &self.inner;
+        {
+            let mut state = inner.state.lock();
+            if !state.accepting {
+                return Ok(());
+            }
+            state.accepting = false;
+            state.dispatch.clear_waiting();
+            let waiting: Vec<TaskId> = state
+                .live
+                .keys()
+                .copied()
+                .filter(|id| {
+                    state
+                        .history
+                        .get(*id)
+                        .is_some_and(|r| r.status == TaskStatus::Pending)
+                })
+                .collect();
+            for id in waiting {
+                inner.stop_pending(&mut state, id);
+            }
+        }
+        inner.stopping.cancel();
+        inner.tracker.close();
+        if tokio::time::timeout(inner.shutdown_timeout, inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            let message = format!(
+                "aborted after the shutdown grace period of {:?}",
+                inner.shutdown_timeout
+            );
+            let mut state = inner.state.lock();
+            let running: Vec<TaskId> = state.live.keys().copied().collect();
+            for id in running {
+                inner.stop_running(&mut state, id, &message);
+            }
+        }
+        // Aborted async attempts end at their next poll; blocking threads cannot be stopped and
+        // are left to finish on their own.
+        let _ = tokio::time::timeout(Duration::from_secs(1), inner.tracker.wait()).await;
+        inner.blocking.close();
+        inner.observers.close().await;
+        inner.closed.cancel();
+        inner.loops.close();
+        inner.loops.wait().await;
+        inner.finish_storage().await
+    }
+}
+
+impl std::fmt::Debug for TaskManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskManager")
+            .field("instance_id", &self.inner.instance_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// Appends a log entry to a live task's record (bounded by `max_log_entries`).
+    pub(crate) fn append_log(&self, id: TaskId, entry: LogEntry) {
+        let mut state = self.state.lock();
+        let Some(record) = state.history.get_mut(id) else {
+            return;
+        };
+        let entry = match record.logs.len() {
+            n if n < self.max_log_entries => entry,
+            n if n == self.max_log_entries => LogEntry::new(
+                crate::task::LogLevel::Warn,
+                format!(
+                    "log limit of {} entries reached; later entries are dropped",
+                    self.max_log_entries
+                ),
+            ),
+            _ => return,
+        };
+        self.push_log(record, entry);
+    }
+
+    /// Appends `entry` to `record`'s log and publishes it.
+    pub(crate) fn push_log(&self, record: &mut TaskRecord, entry: LogEntry) {
+        self.publish(|| TaskEvent::Log(LogEvent::of(record, &entry)));
+        record.logs.push(entry);
+    }
+
+    /// Publishes a state change of `record`.
+    pub(crate) fn publish_state(&self, record: &TaskRecord) {
+        self.publish(|| TaskEvent::Lifecycle(LifecycleEvent::of(record)));
+    }
+
+    /// Publishes an event when anyone listens; never waits.
+    fn publish(&self, event: impl FnOnce() -> TaskEvent) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(Arc::new(event()));
+        }
+    }
+
+    /// Moves a live task to a final state: updates its record, forgets its live entry (which
+    /// stops a running attempt), releases its idempotency key when the state releases keys, and
+    /// wakes waiters.
+    pub(crate) fn conclude(
+        &self,
+        state: &mut State,
+        id: TaskId,
+        status: TaskStatus,
+        update: impl FnOnce(&mut TaskRecord),
+    ) {
+        let live = state.live.remove(&id);
+        if let Some(live) = &live {
+            live.cancel.cancel();
+        }
+        let Some(record) = state.history.get_mut(id) else {
+            return;
+        };
+        let now = Utc::now();
+        record.status = status;
+        record.end_time = Some(now);
+        record.duration = record
+            .start_time
+            .map(|start| (now - start).as_seconds_f64().max(0.0));
+        update(record);
+        self.publish_state(record);
+        for waiter in live.into_iter().flat_map(|live| live.waiters) {
+            let _ = waiter.send(record.clone());
+        }
+        let key = record.idempotency_key.clone();
+        self.queue_save(state, id);
+        if !status.holds_idempotency_key() {
+            state.release_key(key.as_deref(), id);
+        }
+        self.evict(state, id);
+    }
+
+    /// Marks `id` finished in the window; evicted records go to the graveyard, freed by the
+    /// caller once it released the lock.
+    pub(crate) fn evict(&self, state: &mut State, id: TaskId) {
+        let first = state.graveyard.len();
+        let mut graveyard = std::mem::take(&mut state.graveyard);
+        state.history.mark_finished(id, &mut graveyard);
+        for evicted in &graveyard[first..] {
+            state.release_key(evicted.idempotency_key.as_deref(), evicted.task_id);
+        }
+        state.graveyard = graveyard;
+    }
+}

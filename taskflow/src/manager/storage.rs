@@ -1,0 +1,460 @@
+//! The manager's side of persistence: which records are written when, flushing, read-through
+//! queries, the hand-off of unfinished work at shutdown, recovery of orphaned work, and the
+//! background loops (flusher, heartbeat and recovery, retention).
+//!
+//! Writes: a `persist` task is inserted before `add` returns (see `enqueue`), and each of its state
+//! changes is queued and flushed at once; any other task is written once, when it finishes,
+//! in batches every `snapshot_interval`. Reads go to memory for live and recent tasks and to the
+//! store for the rest, after a flush, so a query never misses a finished task.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Factory, Inner, Live, State};
+use crate::error::Result;
+use crate::executor;
+use crate::history::{ListPage, Metrics, TaskFilter};
+use crate::store::Instance;
+use crate::task::{LogEntry, LogLevel, TaskId, TaskRecord, TaskStatus};
+
+/// Persistence settings of a manager.
+#[derive(Debug, Clone)]
+pub(crate) struct StorageConfig {
+    /// Save pending tasks that are not `persist` at clean shutdown, for the next start.
+    pub(crate) requeue_pending: bool,
+    /// How long the key of a successful run stays held.
+    pub(crate) key_ttl: Option<Duration>,
+    /// How often finished tasks that are not `persist` are written.
+    pub(crate) snapshot_interval: Duration,
+    /// How often this instance proves it is alive and looks for orphaned work.
+    pub(crate) heartbeat_interval: Duration,
+    /// An instance silent for this long is dead and its work is claimed.
+    pub(crate) instance_expiry: Duration,
+    /// Finished records older than this are deleted.
+    pub(crate) retention: Option<Duration>,
+    /// At most this many finished records are kept.
+    pub(crate) max_rows: Option<usize>,
+    /// The manager opened the store itself, so it closes it at shutdown.
+    pub(crate) owns_store: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            requeue_pending: false,
+            key_ttl: None,
+            snapshot_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(2),
+            instance_expiry: Duration::from_secs(10),
+            retention: None,
+            max_rows: None,
+            owns_store: false,
+        }
+    }
+}
+
+/// Records waiting for a flush beyond which `add` first waits for one.
+pub(crate) const MAX_UNSAVED: usize = 65_536;
+
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Claimed records adopted per lock acquisition.
+const ADOPT_CHUNK: usize = 1_024;
+
+impl Inner {
+    /// Queues `id`'s record for the store: every state of a `persist` task, and the final state
+    /// of any other.
+    pub(crate) fn queue_save(&self, state: &mut State, id: TaskId) -> Option<u64> {
+        self.store.as_ref()?;
+        let record = state.history.get(id)?;
+        let persist = record.persist;
+        if !(persist || record.status.is_finished()) {
+            return None;
+        }
+        let record = record.clone();
+        state.unsaved.push(record);
+        state.queued_seq += 1;
+        if persist {
+            self.flush_soon.notify_one();
+        }
+        Some(state.queued_seq)
+    }
+
+    /// Writes every queued record to the store. On failure the records stay queued.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let queued = self.state.lock().queued_seq;
+        self.flush_through(queued).await
+    }
+
+    /// Returns once the record queued as number `seq` is committed. Concurrent callers share
+    /// flushes: one flush writes everything queued so far, and every caller it covers returns
+    /// without a write of its own (group commit).
+    pub(crate) async fn flush_through(&self, seq: u64) -> Result<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        loop {
+            if self.committed_seq.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
+            let _in_order = self.flush_lock.lock().await;
+            if self.committed_seq.load(Ordering::Acquire) >= seq {
+                return Ok(());
+            }
+            let (batch, through) = {
+                let mut state = self.state.lock();
+                (std::mem::take(&mut state.unsaved), state.queued_seq)
+            };
+            if !batch.is_empty()
+                && let Err(error) = store.save(&batch).await
+            {
+                self.observers.store_error();
+                let mut state = self.state.lock();
+                let newer = std::mem::replace(&mut state.unsaved, batch);
+                state.unsaved.extend(newer);
+                return Err(error.into());
+            }
+            self.committed_seq.store(through, Ordering::Release);
+        }
+    }
+
+    /// Records waiting for a flush.
+    pub(crate) fn unsaved_len(&self) -> usize {
+        self.state.lock().unsaved.len()
+    }
+
+    pub(crate) async fn list(&self, filter: &TaskFilter) -> Result<ListPage> {
+        let Some(store) = &self.store else {
+            return Ok(self.state.lock().history.list(filter));
+        };
+        self.flush().await?;
+        let stored = store
+            .list(filter)
+            .await
+            .inspect_err(|_| self.observers.store_error())?;
+        let state = self.state.lock();
+        let local = state.history.list(filter);
+        let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
+        let more = stored.next_cursor.is_some() || local.next_cursor.is_some();
+        // Memory holds the freshest state of what it holds; the store the rest.
+        let mut tasks: Vec<TaskRecord> = stored
+            .tasks
+            .into_iter()
+            .filter_map(|record| match state.history.get(record.task_id) {
+                Some(fresh) => filter.matches(fresh).then(|| fresh.clone()),
+                None => Some(record),
+            })
+            .chain(local.tasks)
+            .collect();
+        tasks.sort_unstable_by_key(|r| std::cmp::Reverse(r.task_id));
+        tasks.dedup_by_key(|r| r.task_id);
+        let more = more || tasks.len() > limit;
+        tasks.truncate(limit);
+        let next_cursor = if more {
+            tasks.last().map(|r| r.task_id.to_string())
+        } else {
+            None
+        };
+        Ok(ListPage { tasks, next_cursor })
+    }
+
+    pub(crate) async fn metrics(&self, filter: &TaskFilter) -> Result<Metrics> {
+        let Some(store) = &self.store else {
+            return Ok(self.state.lock().history.metrics(filter));
+        };
+        self.flush().await?;
+        let mut metrics = store
+            .metrics(filter)
+            .await
+            .inspect_err(|_| self.observers.store_error())?;
+        // Live tasks that are not `persist` reach the store only when they finish.
+        let state = self.state.lock();
+        for id in state.live.keys() {
+            if let Some(record) = state.history.get(*id)
+                && !record.persist
+                && filter.matches(record)
+            {
+                metrics.count_live(record);
+            }
+        }
+        Ok(metrics)
+    }
+
+    /// Whether an unfinished task can be kept in the store for the next start.
+    fn can_keep(&self, record: &TaskRecord) -> bool {
+        self.store.is_some()
+            && record.args.is_some()
+            && (record.persist || self.storage.requeue_pending)
+    }
+
+    /// At shutdown, a task that has not started: kept pending in the store for the next start
+    /// when it is `persist` (or `requeue_pending` is on), else recorded as interrupted.
+    pub(crate) fn stop_pending(&self, state: &mut State, id: TaskId) {
+        let Some(record) = state.history.get(id) else {
+            return;
+        };
+        if !self.can_keep(record) {
+            return self.conclude(state, id, TaskStatus::Interrupted, |r| {
+                r.error = Some("not started before shutdown".to_owned());
+            });
+        }
+        if let Some(live) = state.live.remove(&id) {
+            live.cancel.cancel();
+        }
+        if let Some(record) = state.history.get_mut(id) {
+            record.persist = true;
+            self.push_log(
+                record,
+                LogEntry::new(LogLevel::Info, "kept pending for the next start"),
+            );
+        }
+        self.queue_save(state, id);
+    }
+
+    /// At shutdown, an attempt cut off after the grace period: with `requeue_on_interrupt` and a
+    /// store, kept pending for the next start; else recorded as interrupted.
+    pub(crate) fn stop_running(&self, state: &mut State, id: TaskId, message: &str) {
+        let requeue = state
+            .live
+            .get(&id)
+            .is_some_and(|live| live.options.requeue_on_interrupt);
+        let keep = requeue && state.history.get(id).is_some_and(|r| self.can_keep(r));
+        if !keep {
+            return self.conclude(state, id, TaskStatus::Interrupted, |r| {
+                r.error = Some(message.to_owned())
+            });
+        }
+        if let Some(live) = state.live.remove(&id) {
+            live.cancel.cancel();
+        }
+        if let Some(record) = state.history.get_mut(id) {
+            record.status = TaskStatus::Pending;
+            record.persist = true;
+            self.push_log(
+                record,
+                LogEntry::new(
+                    LogLevel::Warn,
+                    format!("{message}; requeued for the next start"),
+                ),
+            );
+            self.publish_state(record);
+        }
+        self.queue_save(state, id);
+    }
+
+    /// The end of shutdown: the last flush, then this instance leaves, so that what it kept is
+    /// claimed at once by the next start or another instance.
+    pub(crate) async fn finish_storage(&self) -> Result<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        self.flush().await?;
+        store.deregister_instance(&self.instance_id).await?;
+        if self.storage.owns_store {
+            store.close().await?;
+        }
+        Ok(())
+    }
+
+    /// Refreshes this instance's heartbeat, registering it again if the store forgot it.
+    async fn beat(&self) -> Result<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        if let Err(error) = store.heartbeat(&self.instance_id).await {
+            tracing::warn!(target: "taskflow::store", %error, "heartbeat failed; registering again");
+            store
+                .register_instance(&Instance::current(self.instance_id.clone()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes over a claimed record: runs it here, or records why it cannot run.
+    fn adopt(self: &Arc<Self>, state: &mut State, mut record: TaskRecord) {
+        let id = record.task_id;
+        let was_running = record.status == TaskStatus::Running;
+        record.instance_id = self.instance_id.clone();
+        record.persist = true;
+        record.status = TaskStatus::Pending;
+        let registration = self.registry.get(&record.func_name).copied();
+        let prepared = match (registration, record.args.clone()) {
+            (None, _) => Err(self.registry.unknown(&record.func_name).to_string()),
+            (Some(_), None) => Err("it has no stored arguments to run it again".to_owned()),
+            (Some(registration), Some(args)) => registration
+                .decode(args.clone())
+                .map(|run| (registration, args, run))
+                .map_err(|e| format!("its stored arguments no longer decode: {e}")),
+        };
+        state.history.insert(record);
+        let (registration, args, run) = match prepared {
+            Err(error) => {
+                return self.conclude(state, id, TaskStatus::Failed, |r| r.error = Some(error));
+            }
+            Ok(ready) => ready,
+        };
+        if was_running && !registration.options().requeue_on_interrupt {
+            return self.conclude(state, id, TaskStatus::Interrupted, |r| {
+                r.error = Some("interrupted: the instance running it stopped".to_owned());
+            });
+        }
+        let blocking = run.is_blocking();
+        let Some(record) = state.history.get_mut(id) else {
+            return;
+        };
+        if was_running {
+            let message = "interrupted: the instance running it stopped; running it again";
+            self.push_log(record, LogEntry::new(LogLevel::Warn, message));
+        }
+        self.publish_state(record);
+        let (priority, queue_name, run_at) = (record.priority, record.queue.clone(), record.run_at);
+        let queue = state.dispatch.index_of(&queue_name);
+        state.seq += 1;
+        let waiting = crate::dispatch::Waiting {
+            priority,
+            seq: state.seq,
+            id,
+            blocking,
+        };
+        state.live.insert(
+            id,
+            Live {
+                queue,
+                options: *registration.options(),
+                next: Some(run),
+                factory: Factory::Stored(registration, args),
+                blocking,
+                cancel: CancellationToken::new(),
+                parent_span: tracing::Span::none(),
+                waiters: Vec::new(),
+            },
+        );
+        self.queue_save(state, id);
+        match run_at.and_then(|at| (at - Utc::now()).to_std().ok()) {
+            Some(wait) if !wait.is_zero() => executor::schedule(self, id, waiting, wait),
+            _ => state.dispatch.push_accepted(queue, waiting),
+        }
+    }
+}
+
+/// Claims the work of dead instances (and of instances the store no longer knows) and runs it
+/// here. Returns how many tasks were claimed.
+pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<usize> {
+    let Some(store) = &inner.store else {
+        return Ok(0);
+    };
+    let dead: Vec<String> = store
+        .instances()
+        .await?
+        .into_iter()
+        .filter(|i| i.id != inner.instance_id && i.is_dead(inner.storage.instance_expiry))
+        .map(|i| i.id)
+        .collect();
+    let claimed = store.claim(dead, &inner.instance_id).await?;
+    let count = claimed.len();
+    let mut claimed = claimed.into_iter().peekable();
+    while claimed.peek().is_some() {
+        let starts = {
+            let mut state = inner.state.lock();
+            for record in claimed.by_ref().take(ADOPT_CHUNK) {
+                inner.adopt(&mut state, record);
+            }
+            inner.pump(&mut state)
+        };
+        executor::launch(inner, starts);
+    }
+    if count > 0 {
+        tracing::info!(target: "taskflow::store", count, "claimed the unfinished tasks of stopped instances");
+        inner.flush_soon.notify_one();
+    }
+    Ok(count)
+}
+
+/// Starts the flusher and the heartbeat, recovery and retention loop. They hold the manager
+/// weakly, so dropping every handle also ends them.
+pub(crate) fn start_loops(inner: &Arc<Inner>) {
+    if inner.store.is_none() {
+        return;
+    }
+    let weak = Arc::downgrade(inner);
+    let closed = inner.closed.clone();
+    inner
+        .loops
+        .spawn_on(flusher(weak.clone(), closed.clone()), &inner.runtime);
+    inner
+        .loops
+        .spawn_on(maintenance(weak, closed), &inner.runtime);
+}
+
+async fn flusher(weak: Weak<Inner>, closed: CancellationToken) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let interval = inner.storage.snapshot_interval;
+        let woken = async {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = inner.flush_soon.notified() => {}
+            }
+        };
+        tokio::select! {
+            () = closed.cancelled() => return,
+            () = woken => {}
+        }
+        if let Err(error) = inner.flush().await {
+            tracing::warn!(target: "taskflow::store", %error, "writing task records failed; they stay queued");
+        }
+    }
+}
+
+async fn maintenance(weak: Weak<Inner>, closed: CancellationToken) {
+    let mut last_retention = tokio::time::Instant::now();
+    loop {
+        let Some(interval) = weak.upgrade().map(|inner| inner.storage.heartbeat_interval) else {
+            return;
+        };
+        tokio::select! {
+            () = closed.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        if let Err(error) = inner.beat().await {
+            inner.observers.store_error();
+            tracing::warn!(target: "taskflow::store", %error, "heartbeat failed");
+        }
+        if let Err(error) = recover(&inner).await {
+            inner.observers.store_error();
+            tracing::warn!(target: "taskflow::store", %error, "looking for orphaned tasks failed");
+        }
+        if last_retention.elapsed() >= RETENTION_EVERY {
+            last_retention = tokio::time::Instant::now();
+            if let Err(error) = apply_retention(&inner).await {
+                inner.observers.store_error();
+                tracing::warn!(target: "taskflow::store", %error, "retention failed");
+            }
+        }
+    }
+}
+
+/// Deletes finished records beyond the configured age and row count.
+pub(crate) async fn apply_retention(inner: &Inner) -> Result<usize> {
+    let Some(store) = &inner.store else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    if let Some(age) = inner.storage.retention {
+        let before = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        deleted += store.purge(before).await?;
+    }
+    if let Some(max_rows) = inner.storage.max_rows {
+        deleted += store.trim(max_rows).await?;
+    }
+    if deleted > 0 {
+        tracing::debug!(target: "taskflow::store", deleted, "retention deleted old task records");
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,377 @@
+//! Reads: a small pool of read-only connections used from the blocking pool, so queries never
+//! block the async runtime and never wait for the writer (WAL readers see the last commit).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use super::{decode_record, from_micros, micros, stats};
+use crate::history::{ListPage, Metrics, NameStats, TaskFilter};
+use crate::store::{Instance, StoreError};
+use crate::task::{TaskId, TaskRecord, TaskStatus};
+
+/// Idle read-only connections, opened on demand.
+pub(super) struct Readers {
+    path: PathBuf,
+    idle: parking_lot::Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+impl Readers {
+    pub(super) fn new(path: PathBuf, max_idle: usize) -> Self {
+        Self {
+            path,
+            idle: parking_lot::Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    /// Closes the idle connections.
+    pub(super) fn close(&self) {
+        self.idle.lock().clear();
+    }
+
+    /// Runs `query` on a pooled connection.
+    pub(super) fn with<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(backend)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(backend)?;
+                conn
+            }
+        };
+        let result = query(&conn);
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+pub(super) fn get(conn: &Connection, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+    let id = id.to_string();
+    let json: Option<String> = conn
+        .prepare_cached("SELECT record FROM tasks WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([&id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    match json {
+        None => Ok(None),
+        Some(json) => decode_record(&id, &json).map(Some).ok_or_else(|| {
+            StoreError::Backend(format!("the stored row of task `{id}` is corrupt"))
+        }),
+    }
+}
+
+/// A `WHERE` clause and its parameters for a filter.
+struct Clause {
+    sql: String,
+    params: Vec<SqlValue>,
+}
+
+impl Clause {
+    fn new(filter: &TaskFilter, with_cursor: bool) -> Self {
+        let mut clause = Self {
+            sql: "1 = 1".to_owned(),
+            params: Vec::new(),
+        };
+        if let Some(status) = filter.status {
+            clause.push("status = ?", status.as_str().to_owned().into());
+        }
+        if let Some(name) = &filter.name {
+            clause.push("name = ?", name.clone().into());
+        }
+        if let Some(since) = filter.since {
+            clause.push("created_at >= ?", micros(since).into());
+        }
+        if let Some(until) = filter.until {
+            clause.push("created_at < ?", micros(until).into());
+        }
+        if let Some(tag) = &filter.tag {
+            match tag.split_once([':', '=']) {
+                Some((key, value)) => {
+                    clause.push(
+                        "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE key = ?",
+                        key.to_owned().into(),
+                    );
+                    clause.push("value = ?)", value.to_owned().into());
+                }
+                None => clause.push(
+                    "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE key = ?)",
+                    tag.clone().into(),
+                ),
+            }
+        }
+        if let Some(q) = &filter.q {
+            let pattern = format!(
+                "%{}%",
+                q.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            clause.sql.push_str(
+                " AND (id LIKE ?1q ESCAPE '\\' OR name LIKE ?1q ESCAPE '\\' OR idempotency_key LIKE ?1q ESCAPE '\\'
+                  OR tags LIKE ?1q ESCAPE '\\' OR json_extract(record, '$.error') LIKE ?1q ESCAPE '\\')",
+            );
+            let index = clause.params.len() + 1;
+            clause.sql = clause.sql.replace("?1q", &format!("?{index}"));
+            clause.params.push(pattern.into());
+        }
+        if with_cursor
+            && let Some(after) = filter
+                .cursor
+                .as_deref()
+                .and_then(|c| c.parse::<TaskId>().ok())
+        {
+            clause.push("id < ?", after.to_string().into());
+        }
+        clause
+    }
+
+    fn push(&mut self, condition: &str, value: SqlValue) {
+        self.params.push(value);
+        let numbered = condition.replacen('?', &format!("?{}", self.params.len()), 1);
+        self.sql.push_str(" AND ");
+        self.sql.push_str(&numbered);
+    }
+}
+
+pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, StoreError> {
+    let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
+    let clause = Clause::new(filter, true);
+    let sql = format!(
+        "SELECT id, record FROM tasks WHERE {} ORDER BY id DESC LIMIT {}",
+        clause.sql,
+        limit + 1
+    );
+    let rows: Vec<(String, String)> = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(rusqlite::params_from_iter(&clause.params), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(backend)?;
+    let more = rows.len() > limit;
+    let tasks: Vec<TaskRecord> = rows
+        .iter()
+        .take(limit)
+        .filter_map(|(id, json)| decode_record(id, json))
+        .collect();
+    let next_cursor = if more {
+        rows.get(limit - 1).map(|(id, _)| id.clone())
+    } else {
+        None
+    };
+    Ok(ListPage { tasks, next_cursor })
+}
+
+pub(super) fn metrics(conn: &Connection, filter: &TaskFilter) -> Result<Metrics, StoreError> {
+    let unfiltered = filter.status.is_none()
+        && filter.name.is_none()
+        && filter.tag.is_none()
+        && filter.q.is_none()
+        && filter.since.is_none()
+        && filter.until.is_none();
+    if unfiltered {
+        return running_metrics(conn);
+    }
+    scanned_metrics(conn, filter)
+}
+
+/// Metrics of the whole history from the running figures: a few rows whatever its size. The
+/// 95th percentile is the upper bound of its histogram bucket (within 10%).
+fn running_metrics(conn: &Connection) -> Result<Metrics, StoreError> {
+    let counts: Vec<(String, String, i64, f64, i64)> = conn
+        .prepare_cached("SELECT name, status, count, duration_sum, duration_count FROM task_counts WHERE count > 0")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(backend)?;
+    let buckets: Vec<(String, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT name, bucket, count FROM task_durations WHERE count > 0 ORDER BY bucket",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(backend)?;
+    let mut per_name: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut all_buckets: BTreeMap<i64, i64> = BTreeMap::new();
+    for (name, bucket, count) in buckets {
+        *all_buckets.entry(bucket).or_default() += count;
+        per_name.entry(name).or_default().push((bucket, count));
+    }
+    fold(counts, |name, _| {
+        Ok(match name {
+            Some(name) => per_name
+                .get(name)
+                .and_then(|b| histogram_p95(b.iter().copied())),
+            None => histogram_p95(all_buckets.iter().map(|(b, c)| (*b, *c))),
+        })
+    })
+}
+
+/// Builds metrics from `(name, status, count, finished duration sum, finished timed count)`
+/// groups; `p95` gives the 95th percentile of one name (or of all, `None`) given its timed count.
+fn fold(
+    groups: Vec<(String, String, i64, f64, i64)>,
+    mut p95: impl FnMut(Option<&str>, i64) -> Result<Option<f64>, StoreError>,
+) -> Result<Metrics, StoreError> {
+    let mut by_status: BTreeMap<String, usize> = TaskStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    let mut names: BTreeMap<String, (NameStats, f64, i64)> = BTreeMap::new();
+    let (mut total, mut sum_all, mut timed_all) = (0usize, 0.0, 0i64);
+    for (name, status, count, sum, timed) in groups {
+        let count = usize::try_from(count).unwrap_or(0);
+        total += count;
+        *by_status.entry(status.clone()).or_default() += count;
+        let entry = names.entry(name).or_default();
+        entry.0.total += count;
+        match status.parse::<TaskStatus>() {
+            Ok(TaskStatus::Success) => entry.0.success += count,
+            Ok(TaskStatus::Failed) => entry.0.failed += count,
+            _ => {}
+        }
+        entry.1 += sum;
+        entry.2 += timed;
+        sum_all += sum;
+        timed_all += timed;
+    }
+    let mut by_name = BTreeMap::new();
+    let (mut success_all, mut failed_all) = (0, 0);
+    for (name, (mut stats, sum, timed)) in names {
+        success_all += stats.success;
+        failed_all += stats.failed;
+        stats.success_rate = rate(stats.success, stats.failed);
+        stats.avg_duration = (timed > 0).then(|| sum / timed as f64);
+        stats.p95_duration = p95(Some(&name), timed)?;
+        by_name.insert(name, stats);
+    }
+    Ok(Metrics {
+        total,
+        by_status,
+        success_rate: rate(success_all, failed_all),
+        avg_duration: (timed_all > 0).then(|| sum_all / timed_all as f64),
+        p95_duration: p95(None, timed_all)?,
+        by_name,
+    })
+}
+
+/// The 95th percentile of a histogram given in ascending bucket order.
+fn histogram_p95(buckets: impl Iterator<Item = (i64, i64)> + Clone) -> Option<f64> {
+    let total: i64 = buckets.clone().map(|(_, count)| count).sum();
+    if total <= 0 {
+        return None;
+    }
+    let rank = ((total as f64) * 0.95).ceil() as i64;
+    let mut seen = 0;
+    for (bucket, count) in buckets {
+        seen += count;
+        if seen >= rank {
+            return Some(stats::upper_bound(bucket));
+        }
+    }
+    None
+}
+
+/// Metrics of the rows matching a filter, by scanning them.
+fn scanned_metrics(conn: &Connection, filter: &TaskFilter) -> Result<Metrics, StoreError> {
+    let clause = Clause::new(filter, false);
+    let finished = "status NOT IN ('pending', 'running')";
+    let sql = format!(
+        "SELECT name, status, count(*), coalesce(sum(CASE WHEN {finished} THEN duration END), 0),
+                count(CASE WHEN {finished} THEN duration END)
+         FROM tasks WHERE {} GROUP BY name, status",
+        clause.sql
+    );
+    let groups: Vec<(String, String, i64, f64, i64)> = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(rusqlite::params_from_iter(&clause.params), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(backend)?;
+    fold(groups, |name, timed| p95(conn, &clause, name, timed))
+}
+
+fn rate(success: usize, failed: usize) -> Option<f64> {
+    let decided = success + failed;
+    (decided > 0).then(|| success as f64 / decided as f64)
+}
+
+/// The 95th percentile duration of the finished runs matching `clause` (and `name`), by rank.
+fn p95(
+    conn: &Connection,
+    clause: &Clause,
+    name: Option<&str>,
+    timed: i64,
+) -> Result<Option<f64>, StoreError> {
+    if timed == 0 {
+        return Ok(None);
+    }
+    let rank = ((timed as f64) * 0.95).ceil() as i64;
+    let mut params = clause.params.clone();
+    let mut sql = format!(
+        "SELECT duration FROM tasks WHERE {} AND duration IS NOT NULL AND status NOT IN ('pending', 'running')",
+        clause.sql
+    );
+    if let Some(name) = name {
+        params.push(name.to_owned().into());
+        sql.push_str(&format!(" AND name = ?{}", params.len()));
+    }
+    sql.push_str(&format!(
+        " ORDER BY duration LIMIT 1 OFFSET {}",
+        rank.clamp(1, timed) - 1
+    ));
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_row(rusqlite::params_from_iter(&params), |r| r.get(0))
+                .optional()
+        })
+        .map_err(backend)
+}
+
+pub(super) fn instances(conn: &Connection) -> Result<Vec<Instance>, StoreError> {
+    conn.prepare_cached("SELECT id, host, pid, started_at, heartbeat_at FROM instances ORDER BY id")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| {
+                let started: i64 = r.get(3)?;
+                let beat: i64 = r.get(4)?;
+                Ok(Instance {
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    pid: r.get(2)?,
+                    started_at: from_micros(started),
+                    heartbeat_at: from_micros(beat),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(backend)
+}

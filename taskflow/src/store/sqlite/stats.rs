@@ -1,0 +1,153 @@
+//! Running figures per task name (counts by status, duration sums, duration histograms), kept in
+//! step with the tasks table by the writer, so that unfiltered metrics never scan the history.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::store::StoreError;
+use crate::task::TaskStatus;
+
+/// Each bucket's upper bound is 10% above the previous one.
+const GROWTH: f64 = 1.1;
+/// Bucket 1 ends at 1.1 µs; bucket 400 at about 2.4e10 s.
+const MAX_BUCKET: i64 = 400;
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// The histogram bucket of a duration in seconds.
+pub(super) fn bucket(seconds: f64) -> i64 {
+    let micros = seconds * 1e6;
+    if micros.is_nan() || micros < 1.0 {
+        return 0;
+    }
+    ((micros.ln() / GROWTH.ln()).floor() as i64).clamp(0, MAX_BUCKET)
+}
+
+/// The upper bound of a bucket, in seconds.
+pub(super) fn upper_bound(bucket: i64) -> f64 {
+    GROWTH.powi(i32::try_from(bucket + 1).unwrap_or(i32::MAX)) / 1e6
+}
+
+/// What a row contributes to the figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Contribution<'a> {
+    pub(super) name: &'a str,
+    pub(super) status: TaskStatus,
+    pub(super) duration: Option<f64>,
+}
+
+impl Contribution<'_> {
+    /// The duration that counts: only a finished run's.
+    fn timed(&self) -> Option<f64> {
+        self.duration.filter(|_| self.status.is_finished())
+    }
+}
+
+/// Adds (`sign` = 1) or removes (`sign` = -1) a row's contribution.
+pub(super) fn apply(conn: &Connection, row: Contribution<'_>, sign: i64) -> Result<(), StoreError> {
+    let timed = row.timed();
+    conn.prepare_cached(
+        "INSERT INTO task_counts (name, status, count, duration_sum, duration_count) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name, status) DO UPDATE SET count = count + excluded.count,
+             duration_sum = duration_sum + excluded.duration_sum,
+             duration_count = duration_count + excluded.duration_count",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            row.name,
+            row.status.as_str(),
+            sign,
+            timed.unwrap_or(0.0) * sign as f64,
+            i64::from(timed.is_some()) * sign
+        ])
+    })
+    .map_err(backend)?;
+    if let Some(duration) = timed {
+        conn.prepare_cached(
+            "INSERT INTO task_durations (name, bucket, count) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name, bucket) DO UPDATE SET count = count + excluded.count",
+        )
+        .and_then(|mut stmt| stmt.execute(params![row.name, bucket(duration), sign]))
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The stored status and duration of task `id`, before it is written again.
+pub(super) fn current(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<(TaskStatus, Option<f64>)>, StoreError> {
+    let found: Option<(String, Option<f64>)> = conn
+        .prepare_cached("SELECT status, duration FROM tasks WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(backend)?;
+    Ok(found.and_then(|(status, duration)| status.parse().ok().map(|s| (s, duration))))
+}
+
+/// Removes the contributions of the rows `selection` (a `SELECT name, status, duration …`)
+/// returns, before they are deleted.
+pub(super) fn remove_selected(
+    conn: &Connection,
+    selection: &str,
+    param: i64,
+) -> Result<(), StoreError> {
+    let rows: Vec<(String, String, Option<f64>)> = conn
+        .prepare(selection)
+        .and_then(|mut stmt| {
+            stmt.query_map([param], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(backend)?;
+    for (name, status, duration) in rows {
+        if let Ok(status) = status.parse() {
+            apply(
+                conn,
+                Contribution {
+                    name: &name,
+                    status,
+                    duration,
+                },
+                -1,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills the duration histograms from the existing rows (after migration 2).
+pub(super) fn backfill_durations(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let rows: Vec<(String, f64)> = conn
+        .prepare("SELECT name, duration FROM tasks WHERE duration IS NOT NULL AND status NOT IN ('pending', 'running')")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (name, duration) in rows {
+        conn.execute(
+            "INSERT INTO task_durations (name, bucket, count) VALUES (?1, ?2, 1)
+             ON CONFLICT (name, bucket) DO UPDATE SET count = count + 1",
+            params![name, bucket(duration)],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_bound_durations_within_ten_percent() {
+        for seconds in [0.000_01, 0.003, 0.2, 1.0, 17.5, 3_600.0] {
+            let upper = upper_bound(bucket(seconds));
+            assert!(
+                upper >= seconds && upper <= seconds * 1.1 + 1e-9,
+                "{seconds} -> {upper}"
+            );
+        }
+        assert_eq!(bucket(0.0), 0);
+    }
+}

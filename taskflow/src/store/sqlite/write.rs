@@ -1,0 +1,602 @@
+//! The single writer: one thread owns the read-write connection and applies queued operations in
+//! batched transactions (group commit). Each caller's reply is sent only after the transaction
+//! holding its operation committed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{decode_record, micros, stats};
+use crate::store::{Inserted, Instance, StoreError};
+use crate::task::{TaskId, TaskRecord, TaskStatus};
+
+/// The most operations one transaction applies.
+const MAX_BATCH: usize = 4_096;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// An operation for the writer thread.
+pub(super) enum Op {
+    Insert {
+        row: Box<Row>,
+        ttl: Option<Duration>,
+        reply: Reply<Inserted>,
+    },
+    Reserve {
+        key: String,
+        id: TaskId,
+        ttl: Option<Duration>,
+        reply: Reply<Inserted>,
+    },
+    Save {
+        rows: Vec<Row>,
+        reply: Reply<()>,
+    },
+    Register {
+        instance: Instance,
+        reply: Reply<()>,
+    },
+    Heartbeat {
+        id: String,
+        reply: Reply<()>,
+    },
+    Deregister {
+        id: String,
+        reply: Reply<()>,
+    },
+    Claim {
+        dead: Vec<String>,
+        claimer: String,
+        reply: Reply<Vec<TaskRecord>>,
+    },
+    Lock {
+        name: String,
+        owner: String,
+        ttl: Duration,
+        reply: Reply<bool>,
+    },
+    Unlock {
+        name: String,
+        owner: String,
+        reply: Reply<()>,
+    },
+    Purge {
+        before: i64,
+        reply: Reply<usize>,
+    },
+    Trim {
+        max_rows: usize,
+        reply: Reply<usize>,
+    },
+    /// Stops the writer once the operations before it are committed; answered after the
+    /// connection is closed.
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+/// What an operation produced, answered after its transaction committed.
+enum Outcome {
+    Unit,
+    Inserted(Inserted),
+    Records(Vec<TaskRecord>),
+    Flag(bool),
+    Count(usize),
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// Runs the writer loop until every sender is gone or a `Close` arrives.
+pub(super) fn run(mut conn: Connection, mut ops: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(64);
+    let mut closing = None;
+    while closing.is_none()
+        && let Some(op) = ops.blocking_recv()
+    {
+        batch.push(op);
+        while batch.len() < MAX_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if let Some(at) = batch.iter().position(|op| matches!(op, Op::Close { .. })) {
+            closing = Some(batch.split_off(at));
+        }
+        apply_batch(&mut conn, &mut batch);
+    }
+    ops.close();
+    if closing.is_some()
+        && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+    {
+        tracing::warn!(target: "taskflow::store", %error, "the final checkpoint failed; the WAL file is kept");
+    }
+    let closed = conn
+        .close()
+        .map_err(|(_, e)| format!("closing the database failed: {e}"));
+    for op in closing
+        .into_iter()
+        .flatten()
+        .chain(std::iter::from_fn(|| ops.try_recv().ok()))
+    {
+        match (op, &closed) {
+            (Op::Close { reply }, Ok(())) => drop(reply.send(Ok(()))),
+            (op, Err(error)) => fail(op, error),
+            (op, Ok(())) => fail(op, "the task store is closed"),
+        }
+    }
+}
+
+/// Applies a batch in one transaction (group commit). If any operation fails, the transaction is
+/// rolled back and each operation is applied alone, so that one failure fails only itself.
+fn apply_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
+    match transaction(conn, batch) {
+        Ok(outcomes) => {
+            for (op, outcome) in batch.drain(..).zip(outcomes) {
+                answer(op, Ok(outcome));
+            }
+        }
+        Err(error) if batch.len() == 1 => {
+            if let Some(op) = batch.pop() {
+                answer(op, Err(error));
+            }
+        }
+        Err(_) => {
+            for op in batch.drain(..) {
+                let outcome =
+                    transaction(conn, std::slice::from_ref(&op)).and_then(|mut outcomes| {
+                        outcomes
+                            .pop()
+                            .ok_or_else(|| StoreError::Backend("no outcome".to_owned()))
+                    });
+                answer(op, outcome);
+            }
+        }
+    }
+}
+
+fn transaction(conn: &mut Connection, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| {
+        tracing::error!(target: "taskflow::store", error = %e, "cannot begin a write transaction");
+        backend(e)
+    })?;
+    let outcomes = ops
+        .iter()
+        .map(|op| execute(&tx, op))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit().map_err(|e| {
+        tracing::error!(target: "taskflow::store", error = %e, "write transaction failed to commit");
+        backend(e)
+    })?;
+    Ok(outcomes)
+}
+
+fn execute(conn: &Connection, op: &Op) -> Result<Outcome, StoreError> {
+    Ok(match op {
+        Op::Insert { row, ttl, .. } => Outcome::Inserted(insert(conn, row, *ttl)?),
+        Op::Reserve { key, id, ttl, .. } => Outcome::Inserted(reserve(conn, key, *id, *ttl)?),
+        Op::Save { rows, .. } => {
+            save(conn, rows)?;
+            Outcome::Unit
+        }
+        Op::Register { instance, .. } => {
+            register(conn, instance)?;
+            Outcome::Unit
+        }
+        Op::Heartbeat { id, .. } => {
+            heartbeat(conn, id)?;
+            Outcome::Unit
+        }
+        Op::Deregister { id, .. } => {
+            deregister(conn, id)?;
+            Outcome::Unit
+        }
+        Op::Claim { dead, claimer, .. } => Outcome::Records(claim(conn, dead, claimer)?),
+        Op::Lock {
+            name, owner, ttl, ..
+        } => Outcome::Flag(lock(conn, name, owner, *ttl)?),
+        Op::Unlock { name, owner, .. } => {
+            unlock(conn, name, owner)?;
+            Outcome::Unit
+        }
+        Op::Purge { before, .. } => Outcome::Count(purge(conn, *before)?),
+        Op::Trim { max_rows, .. } => Outcome::Count(trim(conn, *max_rows)?),
+        Op::Close { .. } => return Err(StoreError::Closed),
+    })
+}
+
+/// Sends an operation's outcome to its caller.
+fn answer(op: Op, outcome: Result<Outcome, StoreError>) {
+    fn send<T>(
+        reply: Reply<T>,
+        outcome: Result<Outcome, StoreError>,
+        take: impl FnOnce(Outcome) -> Option<T>,
+    ) {
+        let value = outcome.and_then(|o| {
+            take(o).ok_or_else(|| StoreError::Backend("mismatched outcome".to_owned()))
+        });
+        let _ = reply.send(value);
+    }
+    match op {
+        Op::Insert { reply, .. } | Op::Reserve { reply, .. } => send(reply, outcome, |o| {
+            if let Outcome::Inserted(i) = o {
+                Some(i)
+            } else {
+                None
+            }
+        }),
+        Op::Save { reply, .. }
+        | Op::Register { reply, .. }
+        | Op::Heartbeat { reply, .. }
+        | Op::Deregister { reply, .. }
+        | Op::Unlock { reply, .. }
+        | Op::Close { reply } => send(reply, outcome, |o| matches!(o, Outcome::Unit).then_some(())),
+        Op::Claim { reply, .. } => send(reply, outcome, |o| {
+            if let Outcome::Records(r) = o {
+                Some(r)
+            } else {
+                None
+            }
+        }),
+        Op::Lock { reply, .. } => send(reply, outcome, |o| {
+            if let Outcome::Flag(f) = o {
+                Some(f)
+            } else {
+                None
+            }
+        }),
+        Op::Purge { reply, .. } | Op::Trim { reply, .. } => send(reply, outcome, |o| {
+            if let Outcome::Count(n) = o {
+                Some(n)
+            } else {
+                None
+            }
+        }),
+    }
+}
+
+fn fail(op: Op, message: &str) {
+    answer(op, Err(StoreError::Backend(message.to_owned())));
+}
+
+fn ttl_ms(ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn reserve(
+    conn: &Connection,
+    key: &str,
+    id: TaskId,
+    ttl: Option<Duration>,
+) -> Result<Inserted, StoreError> {
+    let holder: Option<(String, Option<i64>)> = conn
+        .prepare_cached("SELECT task_id, expires_at FROM idempotency_keys WHERE key = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(backend)?;
+    let now = micros(Utc::now());
+    if let Some((holder, expires_at)) = holder
+        && expires_at.is_none_or(|at| at > now)
+    {
+        let holder = holder
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("corrupt key holder `{holder}`: {e}")))?;
+        return Ok(Inserted::Duplicate(holder));
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO idempotency_keys (key, task_id, ttl_ms, expires_at) VALUES (?1, ?2, ?3, NULL)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![key, id.to_string(), ttl_ms(ttl)]))
+    .map_err(backend)?;
+    Ok(Inserted::New)
+}
+
+/// A task record encoded for its row, off the writer thread.
+pub(super) struct Row {
+    id: String,
+    name: String,
+    status: TaskStatus,
+    created_at: i64,
+    ended_at: Option<i64>,
+    duration: Option<f64>,
+    instance_id: String,
+    idempotency_key: Option<String>,
+    queue: String,
+    persist: bool,
+    tags: String,
+    record: String,
+}
+
+impl Row {
+    pub(super) fn encode(record: &TaskRecord) -> Result<Self, StoreError> {
+        let json = |e: serde_json::Error| {
+            StoreError::Backend(format!("cannot encode task `{}`: {e}", record.task_id))
+        };
+        Ok(Self {
+            id: record.task_id.to_string(),
+            name: record.func_name.clone(),
+            status: record.status,
+            created_at: micros(record.created_at),
+            ended_at: record.end_time.map(micros),
+            duration: record.duration,
+            instance_id: record.instance_id.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+            queue: record.queue.clone(),
+            persist: record.persist,
+            tags: serde_json::to_string(&record.tags).map_err(json)?,
+            record: serde_json::to_string(record).map_err(json)?,
+        })
+    }
+}
+
+fn insert(conn: &Connection, row: &Row, ttl: Option<Duration>) -> Result<Inserted, StoreError> {
+    if let Some(key) = row.idempotency_key.as_deref() {
+        let id = row
+            .id
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("bad task id `{}`: {e}", row.id)))?;
+        if let Inserted::Duplicate(holder) = reserve(conn, key, id, ttl)? {
+            return Ok(Inserted::Duplicate(holder));
+        }
+    }
+    upsert(conn, row)?;
+    Ok(Inserted::New)
+}
+
+fn upsert(conn: &Connection, row: &Row) -> Result<(), StoreError> {
+    let before = stats::current(conn, &row.id)?;
+    write_row(conn, row)?;
+    let after = (row.status, row.duration);
+    if before != Some(after) {
+        if let Some((status, duration)) = before {
+            stats::apply(
+                conn,
+                stats::Contribution {
+                    name: &row.name,
+                    status,
+                    duration,
+                },
+                -1,
+            )?;
+        }
+        stats::apply(
+            conn,
+            stats::Contribution {
+                name: &row.name,
+                status: row.status,
+                duration: row.duration,
+            },
+            1,
+        )?;
+    }
+    Ok(())
+}
+
+fn write_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO tasks (id, name, status, created_at, ended_at, duration, instance_id, idempotency_key, queue, persist, tags, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (id) DO UPDATE SET
+             name = excluded.name, status = excluded.status, ended_at = excluded.ended_at,
+             duration = excluded.duration, instance_id = excluded.instance_id,
+             idempotency_key = excluded.idempotency_key, queue = excluded.queue,
+             persist = excluded.persist, tags = excluded.tags, record = excluded.record",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            row.id,
+            row.name,
+            row.status.as_str(),
+            row.created_at,
+            row.ended_at,
+            row.duration,
+            row.instance_id,
+            row.idempotency_key,
+            row.queue,
+            row.persist,
+            row.tags,
+            row.record,
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn save(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> {
+    // Only the last state of each record in this batch matters.
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    for (index, row) in rows.iter().enumerate() {
+        last.insert(&row.id, index);
+    }
+    for (index, row) in rows.iter().enumerate() {
+        if last.get(row.id.as_str()) != Some(&index) {
+            continue;
+        }
+        upsert(conn, row)?;
+        update_key(conn, row)?;
+    }
+    Ok(())
+}
+
+/// Releases the row's key when its state releases keys, or starts the key's time to live when
+/// it succeeded.
+fn update_key(conn: &Connection, row: &Row) -> Result<(), StoreError> {
+    let Some(key) = row.idempotency_key.as_deref() else {
+        return Ok(());
+    };
+    if !row.status.holds_idempotency_key() {
+        conn.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND task_id = ?2")
+            .and_then(|mut stmt| stmt.execute(params![key, row.id]))
+            .map_err(backend)?;
+    } else if row.status == TaskStatus::Success {
+        let end = row.ended_at.unwrap_or_else(|| micros(Utc::now()));
+        conn.prepare_cached(
+            "UPDATE idempotency_keys SET expires_at = ?3 + ttl_ms * 1000
+             WHERE key = ?1 AND task_id = ?2 AND ttl_ms IS NOT NULL",
+        )
+        .and_then(|mut stmt| stmt.execute(params![key, row.id, end]))
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn register(conn: &Connection, instance: &Instance) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO instances (id, host, pid, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            instance.id,
+            instance.host,
+            instance.pid,
+            micros(instance.started_at),
+            micros(instance.heartbeat_at)
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn heartbeat(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    let updated = conn
+        .prepare_cached("UPDATE instances SET heartbeat_at = ?2 WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![id, micros(Utc::now())]))
+        .map_err(backend)?;
+    if updated == 0 {
+        return Err(StoreError::Backend(format!(
+            "instance `{id}` is not registered"
+        )));
+    }
+    Ok(())
+}
+
+fn deregister(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM instances WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute([id]))
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn claim(conn: &Connection, dead: &[String], claimer: &str) -> Result<Vec<TaskRecord>, StoreError> {
+    let unknown: Vec<String> = conn
+        .prepare_cached(
+            "SELECT DISTINCT instance_id FROM tasks WHERE status IN ('pending', 'running')
+             AND instance_id NOT IN (SELECT id FROM instances)",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .map_err(backend)?;
+    let mut claimed = Vec::new();
+    for owner in dead.iter().chain(&unknown) {
+        if owner == claimer {
+            continue;
+        }
+        let rows: Vec<(String, String)> = conn
+            .prepare_cached(
+                "SELECT id, record FROM tasks WHERE instance_id = ?1 AND status IN ('pending', 'running') ORDER BY id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(backend)?;
+        conn.prepare_cached(
+            "UPDATE tasks SET instance_id = ?2, record = json_set(record, '$.instance_id', ?2)
+             WHERE instance_id = ?1 AND status IN ('pending', 'running')",
+        )
+        .and_then(|mut stmt| stmt.execute(params![owner, claimer]))
+        .map_err(backend)?;
+        conn.prepare_cached("DELETE FROM instances WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute([owner]))
+            .map_err(backend)?;
+        for (id, json) in rows {
+            if let Some(mut record) = decode_record(&id, &json) {
+                record.instance_id = claimer.to_owned();
+                claimed.push(record);
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+fn lock(conn: &Connection, name: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+    let now = micros(Utc::now());
+    let until = now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO locks (name, owner, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+             WHERE locks.owner = excluded.owner OR locks.expires_at <= ?4",
+        )
+        .and_then(|mut stmt| stmt.execute(params![name, owner, until, now]))
+        .map_err(backend)?;
+    Ok(changed == 1)
+}
+
+fn unlock(conn: &Connection, name: &str, owner: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM locks WHERE name = ?1 AND owner = ?2")
+        .and_then(|mut stmt| stmt.execute(params![name, owner]))
+        .map_err(backend)?;
+    Ok(())
+}
+
+const FINISHED: &str = "status NOT IN ('pending', 'running')";
+
+fn purge(conn: &Connection, before: i64) -> Result<usize, StoreError> {
+    stats::remove_selected(
+        conn,
+        &format!(
+            "SELECT name, status, duration FROM tasks WHERE ended_at IS NOT NULL AND ended_at < ?1 AND {FINISHED}"
+        ),
+        before,
+    )?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM idempotency_keys WHERE task_id IN
+         (SELECT id FROM tasks WHERE ended_at IS NOT NULL AND ended_at < ?1 AND {FINISHED})"
+    ))
+    .and_then(|mut stmt| stmt.execute([before]))
+    .map_err(backend)?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM tasks WHERE ended_at IS NOT NULL AND ended_at < ?1 AND {FINISHED}"
+    ))
+    .and_then(|mut stmt| stmt.execute([before]))
+    .map_err(backend)
+}
+
+fn trim(conn: &Connection, max_rows: usize) -> Result<usize, StoreError> {
+    let finished: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) FROM tasks WHERE {FINISHED}"),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    let excess = finished.saturating_sub(i64::try_from(max_rows).unwrap_or(i64::MAX));
+    if excess <= 0 {
+        return Ok(0);
+    }
+    let oldest = format!("SELECT id FROM tasks WHERE {FINISHED} ORDER BY id LIMIT ?1");
+    stats::remove_selected(
+        conn,
+        &format!("SELECT name, status, duration FROM tasks WHERE id IN ({oldest})"),
+        excess,
+    )?;
+    conn.execute(
+        &format!("DELETE FROM idempotency_keys WHERE task_id IN ({oldest})"),
+        [excess],
+    )
+    .map_err(backend)?;
+    conn.execute(
+        &format!("DELETE FROM tasks WHERE id IN ({oldest})"),
+        [excess],
+    )
+    .map_err(backend)
+}
