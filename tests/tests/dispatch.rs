@@ -1,0 +1,280 @@
+//! Dispatch: `max_concurrent_tasks` is never exceeded, sync tasks run on their own pool while
+//! request handlers stay responsive, named queues limit concurrency and size, priority then FIFO
+//! order, run-time resize, and queue stats.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use parking_lot::Mutex;
+use support::{eventually, request, serve};
+use taskflow::{Error, QueueConfig, TaskAdmin, TaskManager, TaskStatus};
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts how many copies of itself run at once.
+#[taskflow::task]
+async fn measured() {
+    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    PEAK.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_tasks_is_never_exceeded() {
+    let manager = TaskManager::builder()
+        .max_concurrent_tasks(4)
+        .build()
+        .await
+        .expect("builds");
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        ids.push(manager.add(Measured {}).await.expect("enqueued"));
+    }
+    for id in ids {
+        assert_eq!(
+            manager.wait(id).await.expect("finishes").status,
+            TaskStatus::Success
+        );
+    }
+    assert_eq!(
+        PEAK.load(Ordering::SeqCst),
+        4,
+        "the limit is reached and never exceeded"
+    );
+}
+
+/// Burns its blocking-pool thread for a while.
+#[taskflow::task]
+fn crunch(millis: u64) {
+    std::thread::sleep(Duration::from_millis(millis));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_stay_responsive_during_a_burst_of_blocking_tasks() {
+    let manager = TaskManager::builder()
+        .max_blocking_threads(2)
+        .build()
+        .await
+        .expect("builds");
+    async fn ping() -> &'static str {
+        "pong"
+    }
+    let addr = serve(TaskAdmin::new(&manager).mount(Router::new().route("/ping", get(ping)))).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(manager.add(Crunch { millis: 200 }).await.expect("enqueued"));
+    }
+    eventually("the pool is busy", Duration::from_secs(5), async || {
+        manager.queues().iter().map(|q| q.running).sum::<usize>() == 2
+    })
+    .await;
+    // While both pool threads sleep, the async runtime still answers at once.
+    for _ in 0..5 {
+        let response =
+            tokio::time::timeout(Duration::from_secs(2), request(addr, "GET", "/ping", None))
+                .await
+                .expect("the handler answers while blocking tasks run");
+        assert_eq!(response.body, "pong");
+    }
+    let running_now = manager
+        .list(
+            &taskflow::TaskFilter::new()
+                .status(TaskStatus::Running)
+                .limit(100),
+        )
+        .await
+        .expect("list")
+        .tasks
+        .len();
+    assert_eq!(running_now, 2, "no more than max_blocking_threads run");
+    manager.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
+async fn full_queue_rejects_with_a_record_and_an_error() {
+    let manager = TaskManager::builder()
+        .queue("tiny", QueueConfig::new().concurrency(1).max_size(2))
+        .build()
+        .await
+        .expect("builds");
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        let gate = std::sync::Arc::clone(&gate);
+        accepted.push(
+            manager
+                .spawn("gated", async move { gate.notified().await })
+                .queue("tiny")
+                .await
+                .expect("room"),
+        );
+    }
+    // One runs, two wait: the queue is full.
+    let error = manager
+        .spawn("overflow", async {})
+        .queue("tiny")
+        .await
+        .expect_err("queue full");
+    assert!(
+        matches!(&error, Error::QueueFull { queue, max_size: 2 } if queue == "tiny"),
+        "{error}"
+    );
+    let rejected = manager
+        .list(&taskflow::TaskFilter::new().status(TaskStatus::Rejected))
+        .await
+        .expect("list")
+        .tasks;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].func_name, "overflow");
+    assert!(
+        rejected[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("is full"))
+    );
+    let stats = manager
+        .queues()
+        .into_iter()
+        .find(|q| q.name == "tiny")
+        .expect("stats");
+    assert_eq!((stats.pending, stats.running, stats.rejected), (2, 1, 1));
+    for _ in 0..3 {
+        gate.notify_one();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in accepted {
+        assert_eq!(
+            manager.wait(id).await.expect("finishes").status,
+            TaskStatus::Success
+        );
+    }
+}
+
+static ORDER: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records the order tasks ran in.
+#[taskflow::task(queue = "ordered")]
+async fn note(label: String) {
+    ORDER.lock().push(label);
+}
+
+#[tokio::test]
+async fn priority_first_then_fifo_within_a_queue() {
+    let manager = TaskManager::builder()
+        .queue("ordered", QueueConfig::new().concurrency(1))
+        .build()
+        .await
+        .expect("builds");
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let waiter = std::sync::Arc::clone(&gate);
+    let blocker = manager
+        .spawn("gate", async move { waiter.notified().await })
+        .queue("ordered")
+        .await
+        .expect("ok");
+    let mut ids = Vec::new();
+    for (label, priority) in [
+        ("low-1", 0),
+        ("high-1", 5),
+        ("low-2", 0),
+        ("mid", 2),
+        ("high-2", 5),
+        ("neg", -1),
+    ] {
+        ids.push(
+            manager
+                .add(Note {
+                    label: label.into(),
+                })
+                .priority(priority)
+                .await
+                .expect("enqueued"),
+        );
+    }
+    gate.notify_one();
+    manager.wait(blocker).await.expect("gate finishes");
+    for id in ids {
+        manager.wait(id).await.expect("finishes");
+    }
+    assert_eq!(
+        *ORDER.lock(),
+        ["high-1", "high-2", "mid", "low-1", "low-2", "neg"]
+    );
+}
+
+#[tokio::test]
+async fn queue_concurrency_and_resize_at_run_time() {
+    let manager = TaskManager::builder()
+        .queue("narrow", QueueConfig::new().concurrency(1))
+        .build()
+        .await
+        .expect("builds");
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let gate = std::sync::Arc::clone(&gate);
+        ids.push(
+            manager
+                .spawn("gated", async move { gate.notified().await })
+                .queue("narrow")
+                .await
+                .expect("ok"),
+        );
+    }
+    let stats = |m: &TaskManager| {
+        m.queues()
+            .into_iter()
+            .find(|q| q.name == "narrow")
+            .expect("stats")
+    };
+    eventually("one runs", Duration::from_secs(5), async || {
+        stats(&manager).running == 1
+    })
+    .await;
+    assert_eq!(stats(&manager).pending, 3);
+    manager.resize_queue("narrow", QueueConfig::new().concurrency(3));
+    eventually(
+        "three run after the resize",
+        Duration::from_secs(5),
+        async || stats(&manager).running == 3,
+    )
+    .await;
+    assert_eq!(stats(&manager).pending, 1);
+    assert_eq!(stats(&manager).concurrency, Some(3));
+    for _ in 0..4 {
+        gate.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in ids {
+        manager.wait(id).await.expect("finishes");
+    }
+    let done = stats(&manager);
+    assert_eq!((done.running, done.pending, done.started), (0, 0, 4));
+}
+
+#[tokio::test]
+async fn zero_limits_are_configuration_errors() {
+    let error = TaskManager::builder()
+        .max_concurrent_tasks(0)
+        .build()
+        .await
+        .expect_err("zero");
+    assert!(matches!(error, Error::Config(_)), "{error}");
+    let error = TaskManager::builder()
+        .queue("q", QueueConfig::new().concurrency(0))
+        .build()
+        .await
+        .expect_err("zero");
+    assert!(
+        error
+            .to_string()
+            .contains("queue `q` has a concurrency of 0"),
+        "{error}"
+    );
+}
