@@ -1,0 +1,131 @@
+//! In-memory criterion benches: enqueue → success through the manager beside the floor (bare
+//! `tokio::spawn` + join) with 1, 8 and 64 producers; decode-and-run from a stored JSON payload;
+//! the retry path. Run with `cargo bench -p taskflow-benches --bench inmemory`.
+
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use taskflow::{Registry, Task, TaskRun};
+use taskflow_benches::{FailOnce, Noop, Welcome, floor_noop, manager, taskflow_run};
+use tokio::runtime::Runtime;
+
+/// Tasks per measured iteration.
+const BATCH: usize = 1_000;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn enqueue_to_success(c: &mut Criterion) {
+    let rt = runtime();
+    let manager = rt.block_on(manager());
+    for producers in [1, 8, 64] {
+        let mut group = c.benchmark_group(format!("enqueue_to_success/producers_{producers}"));
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function("floor_tokio_spawn", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += floor_noop(BATCH, producers).await;
+                    }
+                    total
+                })
+            });
+        });
+        group.bench_function("taskflow", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += taskflow_run(&manager, BATCH, producers, || Noop {}).await;
+                    }
+                    total
+                })
+            });
+        });
+        group.finish();
+    }
+    rt.block_on(manager.shutdown()).expect("shuts down");
+}
+
+fn retry_path(c: &mut Criterion) {
+    let rt = runtime();
+    let manager = rt.block_on(manager());
+    let mut group = c.benchmark_group("retry_path/producers_8");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("succeeds_first_attempt", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += taskflow_run(&manager, BATCH, 8, || Noop {}).await;
+                }
+                total
+            })
+        });
+    });
+    group.bench_function("fails_once_then_succeeds", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += taskflow_run(&manager, BATCH, 8, || FailOnce {}).await;
+                }
+                total
+            })
+        });
+    });
+    group.finish();
+    rt.block_on(manager.shutdown()).expect("shuts down");
+}
+
+async fn run(run: TaskRun) {
+    match run {
+        TaskRun::Async(future) => {
+            future.await.expect("the task succeeds");
+        }
+        TaskRun::Blocking(f) => {
+            f().expect("the task succeeds");
+        }
+    }
+}
+
+fn decode_and_run(c: &mut Criterion) {
+    let rt = runtime();
+    let registry = Registry::collect(Vec::new()).expect("no duplicate task names");
+    let registration = *registry.get("bench.welcome").expect("registered");
+    let payload = serde_json::json!({ "user_id": 42, "email": "ada@example.com" });
+    let mut group = c.benchmark_group("decode_and_run");
+    group.bench_function(BenchmarkId::new("typed", "welcome"), |b| {
+        b.to_async(&rt).iter(|| {
+            run(Welcome {
+                user_id: 42,
+                email: "ada@example.com".to_owned(),
+            }
+            .run())
+        });
+    });
+    group.bench_function(BenchmarkId::new("from_json", "welcome"), |b| {
+        b.to_async(&rt).iter(|| {
+            run(registration
+                .decode(payload.clone())
+                .expect("the payload decodes"))
+        });
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = enqueue_to_success, retry_path, decode_and_run
+}
+criterion_main!(benches);

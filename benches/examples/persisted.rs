@@ -1,0 +1,55 @@
+//! Persisted enqueue → success on a file-backed SQLite store, with the latency of every `add`
+//! (each returns only once its row is committed): `persisted [tasks] [producers,…] [rounds]`
+//! (defaults: `20000 1,8,64 1`). A fresh database in the temp directory per round; one line per
+//! round with tasks/s and the p50/p99/max `add` latency, then the load average.
+//!
+//! ```text
+//! cargo build --release -p taskflow-benches --example persisted
+//! target/release/examples/persisted 20000 1,8,64 3
+//! perf record -e cpu-clock -g target/release/examples/persisted 50000 64
+//! ```
+
+use taskflow_benches::{NoopPersist, TempDb, load_average, sqlite_manager, taskflow_run_timed};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
+        .map_or(20_000, |a| a.parse().expect("tasks: a number"));
+    let producers: Vec<usize> = args.next().map_or_else(
+        || vec![1, 8, 64],
+        |a| {
+            a.split(',')
+                .map(|p| p.parse().expect("producers: numbers separated by commas"))
+                .collect()
+        },
+    );
+    let rounds: usize = args
+        .next()
+        .map_or(1, |a| a.parse().expect("rounds: a number"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        for round in 1..=rounds {
+            for &p in &producers {
+                let db = TempDb::new("persisted");
+                let manager = sqlite_manager(&db.path()).await;
+                let load = load_average();
+                let timed = taskflow_run_timed(&manager, n, p, || NoopPersist {}).await;
+                manager.shutdown().await.expect("shuts down");
+                let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+                println!(
+                    "round={round} producers={p} tasks={n} secs={:.3} per_sec={:.0} add_p50_us={:.0} add_p99_us={:.0} add_max_us={:.0} load=\"{load}\"",
+                    timed.elapsed.as_secs_f64(),
+                    n as f64 / timed.elapsed.as_secs_f64(),
+                    us(timed.add_quantile(0.5)),
+                    us(timed.add_quantile(0.99)),
+                    us(timed.add_quantile(1.0)),
+                );
+            }
+        }
+    });
+}

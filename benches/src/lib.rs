@@ -1,0 +1,304 @@
+//! Shared workloads of taskflow's benchmarks (see `BENCHMARKS.md` at the repository root).
+//!
+//! Every workload is "enqueue `n` no-op tasks from `producers` concurrent producers, then wait
+//! until every one of them has finished", measured end to end. The same workload runs through
+//! a [`TaskManager`] ([`taskflow_noop`]) and through bare `tokio::spawn` + join ([`floor_noop`]),
+//! the floor that taskflow's overhead is measured against.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let manager = taskflow_benches::manager().await;
+//! let took = taskflow_benches::taskflow_noop(&manager, 100, 4).await;
+//! let floor = taskflow_benches::floor_noop(100, 4).await;
+//! assert!(took > std::time::Duration::ZERO && floor > std::time::Duration::ZERO);
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use taskflow::{Error, TaskContext, TaskId, TaskManager};
+
+/// Does nothing: the unit of work of every benchmark.
+#[taskflow::task(name = "bench.noop")]
+pub async fn noop() {}
+
+/// Does nothing, and is persisted before `add` returns once the SQLite store is configured.
+#[taskflow::task(name = "bench.noop_persist", persist)]
+pub async fn noop_persist() {}
+
+/// Fails its first attempt and succeeds on the second: the retry path with no wait.
+#[taskflow::task(name = "bench.fail_once", retries = 1)]
+pub async fn fail_once() -> Result<(), String> {
+    match TaskContext::current().map(|ctx| ctx.attempt()) {
+        Some(1) => Err("first attempt fails".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+/// Takes two arguments, as a typical mail task does: the payload of the decode benchmark.
+#[taskflow::task(name = "bench.welcome")]
+pub async fn welcome(user_id: u64, email: String) -> Result<u64, String> {
+    Ok(user_id + email.len() as u64)
+}
+
+/// A manager with the defaults (64 concurrent attempts, 10,000 records of history).
+///
+/// # Panics
+///
+/// When the manager does not build (a duplicate task name in the binary).
+pub async fn manager() -> TaskManager {
+    TaskManager::builder()
+        .build()
+        .await
+        .expect("the default manager builds")
+}
+
+/// A fresh directory under the temp dir for one SQLite database, deleted on drop.
+#[derive(Debug)]
+pub struct TempDb {
+    dir: PathBuf,
+}
+
+impl TempDb {
+    /// Creates `$TMPDIR/taskflow-bench-<label>-<pid>-<n>/`, empty.
+    ///
+    /// # Panics
+    ///
+    /// When the directory cannot be created.
+    pub fn new(label: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("taskflow-bench-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp directory for the database");
+        Self { dir }
+    }
+
+    /// The database file inside the directory.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("tasks.db")
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A manager with the defaults on the SQLite database at `path` (WAL, `synchronous = NORMAL`).
+///
+/// # Panics
+///
+/// When the store cannot be opened.
+pub async fn sqlite_manager(path: &Path) -> TaskManager {
+    TaskManager::builder()
+        .sqlite(path)
+        .build()
+        .await
+        .expect("the sqlite manager builds")
+}
+
+/// Splits `n` tasks over `producers` producers: how many producer `p` enqueues.
+pub fn share(n: usize, producers: usize, p: usize) -> usize {
+    n / producers + usize::from(p < n % producers)
+}
+
+/// Waits for task `id` to finish; a record already evicted from the bounded history finished
+/// long ago (live tasks are never evicted).
+///
+/// # Panics
+///
+/// When waiting fails for another reason than eviction.
+pub async fn wait_done(manager: &TaskManager, id: TaskId) {
+    match manager.wait(id).await {
+        Ok(_) | Err(Error::NotFound(_)) => {}
+        Err(e) => panic!("waiting for {id} failed: {e}"),
+    }
+}
+
+/// Enqueues `n` tasks made by `make` from `producers` concurrent producers, each waiting for
+/// its own tasks to finish; returns the time from the first enqueue to the last finish.
+///
+/// # Panics
+///
+/// When an enqueue fails.
+pub async fn taskflow_run<T, F>(
+    manager: &TaskManager,
+    n: usize,
+    producers: usize,
+    make: F,
+) -> Duration
+where
+    T: taskflow::Task,
+    F: Fn() -> T + Clone + Send + 'static,
+{
+    let start = Instant::now();
+    let handles: Vec<_> = (0..producers)
+        .map(|p| {
+            let manager = manager.clone();
+            let make = make.clone();
+            tokio::spawn(async move {
+                let count = share(n, producers, p);
+                let mut ids = Vec::with_capacity(count);
+                for _ in 0..count {
+                    ids.push(manager.add(make()).await.expect("enqueue accepted"));
+                }
+                for id in ids {
+                    wait_done(&manager, id).await;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("producer finished");
+    }
+    start.elapsed()
+}
+
+/// What [`taskflow_run_timed`] measured.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// From the first enqueue to the last finish.
+    pub elapsed: Duration,
+    /// The latency of every `add`, sorted ascending.
+    pub adds: Vec<Duration>,
+}
+
+impl Timed {
+    /// The `q`-quantile (0.0..=1.0) of the `add` latencies (nearest rank).
+    pub fn add_quantile(&self, q: f64) -> Duration {
+        if self.adds.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((q * self.adds.len() as f64).ceil() as usize).clamp(1, self.adds.len());
+        self.adds[rank - 1]
+    }
+}
+
+/// [`taskflow_run`] that also times every `add` (for a `persist` task on a store: until its row
+/// is committed).
+///
+/// # Panics
+///
+/// When an enqueue fails.
+pub async fn taskflow_run_timed<T, F>(
+    manager: &TaskManager,
+    n: usize,
+    producers: usize,
+    make: F,
+) -> Timed
+where
+    T: taskflow::Task,
+    F: Fn() -> T + Clone + Send + 'static,
+{
+    let start = Instant::now();
+    let handles: Vec<_> = (0..producers)
+        .map(|p| {
+            let manager = manager.clone();
+            let make = make.clone();
+            tokio::spawn(async move {
+                let count = share(n, producers, p);
+                let mut ids = Vec::with_capacity(count);
+                let mut adds = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let task = make();
+                    let at = Instant::now();
+                    ids.push(manager.add(task).await.expect("enqueue accepted"));
+                    adds.push(at.elapsed());
+                }
+                for id in ids {
+                    wait_done(&manager, id).await;
+                }
+                adds
+            })
+        })
+        .collect();
+    let mut adds = Vec::with_capacity(n);
+    for handle in handles {
+        adds.extend(handle.await.expect("producer finished"));
+    }
+    let elapsed = start.elapsed();
+    adds.sort_unstable();
+    Timed { elapsed, adds }
+}
+
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), or `?` where unreadable.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// [`taskflow_run`] with the no-op task.
+pub async fn taskflow_noop(manager: &TaskManager, n: usize, producers: usize) -> Duration {
+    taskflow_run(manager, n, producers, || Noop {}).await
+}
+
+/// The floor: `n` bare `tokio::spawn`s of an empty future from `producers` concurrent
+/// producers, each joining its own; returns the time from the first spawn to the last join.
+///
+/// # Panics
+///
+/// When a spawned future panics (it cannot: it is empty).
+pub async fn floor_noop(n: usize, producers: usize) -> Duration {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..producers)
+        .map(|p| {
+            tokio::spawn(async move {
+                let count = share(n, producers, p);
+                let mut joins = Vec::with_capacity(count);
+                for _ in 0..count {
+                    joins.push(tokio::spawn(std::hint::black_box(async {})));
+                }
+                for join in joins {
+                    join.await.expect("empty future");
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("producer finished");
+    }
+    start.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        for (n, producers) in [(10, 3), (64, 64), (1000, 8), (5, 8)] {
+            let total: usize = (0..producers).map(|p| share(n, producers, p)).sum();
+            assert_eq!(total, n);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_workload_finishes() {
+        let manager = manager().await;
+        taskflow_noop(&manager, 200, 8).await;
+        taskflow_run(&manager, 50, 2, || FailOnce {}).await;
+        floor_noop(200, 8).await;
+        let db = TempDb::new("test");
+        let persisted = sqlite_manager(&db.path()).await;
+        let timed = taskflow_run_timed(&persisted, 200, 8, || NoopPersist {}).await;
+        assert_eq!(timed.adds.len(), 200);
+        assert!(timed.add_quantile(0.99) >= timed.add_quantile(0.5));
+        persisted.shutdown().await.expect("shuts down");
+        let failed = manager
+            .list(&taskflow::TaskFilter::new().status(taskflow::TaskStatus::Failed))
+            .await
+            .expect("lists");
+        assert!(failed.tasks.is_empty(), "{failed:?}");
+    }
+}
