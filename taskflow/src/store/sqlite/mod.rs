@@ -232,12 +232,7 @@ impl SqliteStore {
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
-        let readers = Arc::clone(&self.readers);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || readers.with(query))
-                .await
-                .map_err(|e| StoreError::Backend(format!("a read failed: {e}")))?
-        })
+        Box::pin(Arc::clone(&self.readers).run(query))
     }
 }
 

@@ -12,11 +12,13 @@ use crate::history::{ListPage, Metrics, NameStats, TaskFilter};
 use crate::store::{Instance, StoreError};
 use crate::task::{TaskId, TaskRecord, TaskStatus};
 
-/// Idle read-only connections, opened on demand.
+/// Read-only connections, opened on demand and reused: at most `max` queries run at once, so a
+/// burst of reads waits for a connection instead of opening (and parsing the schema on) new ones.
 pub(super) struct Readers {
     path: PathBuf,
     idle: parking_lot::Mutex<Vec<Connection>>,
-    max_idle: usize,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    opened: std::sync::atomic::AtomicUsize,
 }
 
 fn backend(error: rusqlite::Error) -> StoreError {
@@ -24,46 +26,75 @@ fn backend(error: rusqlite::Error) -> StoreError {
 }
 
 impl Readers {
-    pub(super) fn new(path: PathBuf, max_idle: usize) -> Self {
+    pub(super) fn new(path: PathBuf, max: usize) -> Self {
         Self {
             path,
             idle: parking_lot::Mutex::new(Vec::new()),
-            max_idle,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            opened: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    /// Closes the idle connections.
+    /// Closes the idle connections; later reads fail.
     pub(super) fn close(&self) {
+        self.permits.close();
         self.idle.lock().clear();
     }
 
-    /// Runs `query` on a pooled connection.
-    pub(super) fn with<T>(
+    /// How many connections were opened so far.
+    #[cfg(test)]
+    pub(super) fn opened(&self) -> usize {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs `query` on a pooled connection on the blocking pool, once a connection is free.
+    pub(super) async fn run<T: Send + 'static>(
+        self: std::sync::Arc<Self>,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        // The permit lives as long as the blocking closure, even if the caller stops waiting.
+        let permit = std::sync::Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        tokio::task::spawn_blocking(move || {
+            let result = self.with(query);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("a read failed: {e}")))?
+    }
+
+    fn with<T>(
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let pooled = self.idle.lock().pop();
         let conn = match pooled {
             Some(conn) => conn,
-            None => {
-                let conn = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                        | OpenFlags::SQLITE_OPEN_URI,
-                )
-                .map_err(backend)?;
-                conn.busy_timeout(std::time::Duration::from_secs(5))
-                    .map_err(backend)?;
-                conn
-            }
+            None => self.open()?,
         };
         let result = query(&conn);
-        let mut idle = self.idle.lock();
-        if idle.len() < self.max_idle {
-            idle.push(conn);
+        if !self.permits.is_closed() {
+            self.idle.lock().push(conn);
         }
         result
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(conn)
     }
 }
 

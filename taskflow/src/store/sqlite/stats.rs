@@ -1,6 +1,8 @@
 //! Running figures per task name (counts by status, duration sums, duration histograms), kept in
 //! step with the tasks table by the writer, so that unfiltered metrics never scan the history.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::StoreError;
@@ -44,34 +46,89 @@ impl Contribution<'_> {
     }
 }
 
-/// Adds (`sign` = 1) or removes (`sign` = -1) a row's contribution.
-pub(super) fn apply(conn: &Connection, row: Contribution<'_>, sign: i64) -> Result<(), StoreError> {
-    let timed = row.timed();
-    conn.prepare_cached(
-        "INSERT INTO task_counts (name, status, count, duration_sum, duration_count) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (name, status) DO UPDATE SET count = count + excluded.count,
-             duration_sum = duration_sum + excluded.duration_sum,
-             duration_count = duration_count + excluded.duration_count",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            row.name,
-            row.status.as_str(),
-            sign,
-            timed.unwrap_or(0.0) * sign as f64,
-            i64::from(timed.is_some()) * sign
-        ])
-    })
-    .map_err(backend)?;
-    if let Some(duration) = timed {
-        conn.prepare_cached(
-            "INSERT INTO task_durations (name, bucket, count) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name, bucket) DO UPDATE SET count = count + excluded.count",
-        )
-        .and_then(|mut stmt| stmt.execute(params![row.name, bucket(duration), sign]))
-        .map_err(backend)?;
+/// The changes to the figures made by one transaction, written once before it commits: a batch
+/// of thousands of rows for a few names updates a few figures rows, not thousands.
+#[derive(Debug, Default)]
+pub(super) struct Delta {
+    /// Per name: the change of each status's figures.
+    counts: HashMap<String, Vec<(TaskStatus, Count)>>,
+    /// Per name: the change of each duration bucket.
+    buckets: HashMap<String, HashMap<i64, i64>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    count: i64,
+    duration_sum: f64,
+    duration_count: i64,
+}
+
+impl Delta {
+    /// Adds (`sign` = 1) or removes (`sign` = -1) a row's contribution.
+    pub(super) fn apply(&mut self, row: Contribution<'_>, sign: i64) {
+        let timed = row.timed();
+        let statuses = self.counts.entry(row.name.to_owned()).or_default();
+        let index = match statuses.iter().position(|(s, _)| *s == row.status) {
+            Some(index) => index,
+            None => {
+                statuses.push((row.status, Count::default()));
+                statuses.len() - 1
+            }
+        };
+        let count = &mut statuses[index].1;
+        count.count += sign;
+        count.duration_sum += timed.unwrap_or(0.0) * sign as f64;
+        count.duration_count += i64::from(timed.is_some()) * sign;
+        if let Some(duration) = timed {
+            *self
+                .buckets
+                .entry(row.name.to_owned())
+                .or_default()
+                .entry(bucket(duration))
+                .or_default() += sign;
+        }
     }
-    Ok(())
+
+    /// Writes the accumulated changes and clears them.
+    pub(super) fn write(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        for (name, statuses) in self.counts.drain() {
+            for (status, count) in statuses {
+                if count.count == 0 && count.duration_count == 0 {
+                    continue;
+                }
+                conn.prepare_cached(
+                    "INSERT INTO task_counts (name, status, count, duration_sum, duration_count) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (name, status) DO UPDATE SET count = count + excluded.count,
+                         duration_sum = duration_sum + excluded.duration_sum,
+                         duration_count = duration_count + excluded.duration_count",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        name,
+                        status.as_str(),
+                        count.count,
+                        count.duration_sum,
+                        count.duration_count
+                    ])
+                })
+                .map_err(backend)?;
+            }
+        }
+        for (name, buckets) in self.buckets.drain() {
+            for (bucket, count) in buckets {
+                if count == 0 {
+                    continue;
+                }
+                conn.prepare_cached(
+                    "INSERT INTO task_durations (name, bucket, count) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name, bucket) DO UPDATE SET count = count + excluded.count",
+                )
+                .and_then(|mut stmt| stmt.execute(params![name, bucket, count]))
+                .map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The stored status and duration of task `id`, before it is written again.
@@ -93,6 +150,7 @@ pub(super) fn current(
 /// returns, before they are deleted.
 pub(super) fn remove_selected(
     conn: &Connection,
+    delta: &mut Delta,
     selection: &str,
     param: i64,
 ) -> Result<(), StoreError> {
@@ -105,15 +163,14 @@ pub(super) fn remove_selected(
         .map_err(backend)?;
     for (name, status, duration) in rows {
         if let Ok(status) = status.parse() {
-            apply(
-                conn,
+            delta.apply(
                 Contribution {
                     name: &name,
                     status,
                     duration,
                 },
                 -1,
-            )?;
+            );
         }
     }
     Ok(())

@@ -165,10 +165,12 @@ fn transaction(conn: &mut Connection, ops: &[Op]) -> Result<Vec<Outcome>, StoreE
         tracing::error!(target: "taskflow::store", error = %e, "cannot begin a write transaction");
         backend(e)
     })?;
+    let mut delta = stats::Delta::default();
     let outcomes = ops
         .iter()
-        .map(|op| execute(&tx, op))
+        .map(|op| execute(&tx, &mut delta, op))
         .collect::<Result<Vec<_>, _>>()?;
+    delta.write(&tx)?;
     tx.commit().map_err(|e| {
         tracing::error!(target: "taskflow::store", error = %e, "write transaction failed to commit");
         backend(e)
@@ -176,12 +178,12 @@ fn transaction(conn: &mut Connection, ops: &[Op]) -> Result<Vec<Outcome>, StoreE
     Ok(outcomes)
 }
 
-fn execute(conn: &Connection, op: &Op) -> Result<Outcome, StoreError> {
+fn execute(conn: &Connection, delta: &mut stats::Delta, op: &Op) -> Result<Outcome, StoreError> {
     Ok(match op {
-        Op::Insert { row, ttl, .. } => Outcome::Inserted(insert(conn, row, *ttl)?),
+        Op::Insert { row, ttl, .. } => Outcome::Inserted(insert(conn, delta, row, *ttl)?),
         Op::Reserve { key, id, ttl, .. } => Outcome::Inserted(reserve(conn, key, *id, *ttl)?),
         Op::Save { rows, .. } => {
-            save(conn, rows)?;
+            save(conn, delta, rows)?;
             Outcome::Unit
         }
         Op::Register { instance, .. } => {
@@ -204,8 +206,8 @@ fn execute(conn: &Connection, op: &Op) -> Result<Outcome, StoreError> {
             unlock(conn, name, owner)?;
             Outcome::Unit
         }
-        Op::Purge { before, .. } => Outcome::Count(purge(conn, *before)?),
-        Op::Trim { max_rows, .. } => Outcome::Count(trim(conn, *max_rows)?),
+        Op::Purge { before, .. } => Outcome::Count(purge(conn, delta, *before)?),
+        Op::Trim { max_rows, .. } => Outcome::Count(trim(conn, delta, *max_rows)?),
         Op::Close { .. } => return Err(StoreError::Closed),
     })
 }
@@ -336,7 +338,12 @@ impl Row {
     }
 }
 
-fn insert(conn: &Connection, row: &Row, ttl: Option<Duration>) -> Result<Inserted, StoreError> {
+fn insert(
+    conn: &Connection,
+    delta: &mut stats::Delta,
+    row: &Row,
+    ttl: Option<Duration>,
+) -> Result<Inserted, StoreError> {
     if let Some(key) = row.idempotency_key.as_deref() {
         let id = row
             .id
@@ -346,35 +353,33 @@ fn insert(conn: &Connection, row: &Row, ttl: Option<Duration>) -> Result<Inserte
             return Ok(Inserted::Duplicate(holder));
         }
     }
-    upsert(conn, row)?;
+    upsert(conn, delta, row)?;
     Ok(Inserted::New)
 }
 
-fn upsert(conn: &Connection, row: &Row) -> Result<(), StoreError> {
+fn upsert(conn: &Connection, delta: &mut stats::Delta, row: &Row) -> Result<(), StoreError> {
     let before = stats::current(conn, &row.id)?;
     write_row(conn, row)?;
     let after = (row.status, row.duration);
     if before != Some(after) {
         if let Some((status, duration)) = before {
-            stats::apply(
-                conn,
+            delta.apply(
                 stats::Contribution {
                     name: &row.name,
                     status,
                     duration,
                 },
                 -1,
-            )?;
+            );
         }
-        stats::apply(
-            conn,
+        delta.apply(
             stats::Contribution {
                 name: &row.name,
                 status: row.status,
                 duration: row.duration,
             },
             1,
-        )?;
+        );
     }
     Ok(())
 }
@@ -409,7 +414,7 @@ fn write_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn save(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> {
+fn save(conn: &Connection, delta: &mut stats::Delta, rows: &[Row]) -> Result<(), StoreError> {
     // Only the last state of each record in this batch matters.
     let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
     for (index, row) in rows.iter().enumerate() {
@@ -419,7 +424,7 @@ fn save(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> {
         if last.get(row.id.as_str()) != Some(&index) {
             continue;
         }
-        upsert(conn, row)?;
+        upsert(conn, delta, row)?;
         update_key(conn, row)?;
     }
     Ok(())
@@ -550,9 +555,10 @@ fn unlock(conn: &Connection, name: &str, owner: &str) -> Result<(), StoreError> 
 
 const FINISHED: &str = "status NOT IN ('pending', 'running')";
 
-fn purge(conn: &Connection, before: i64) -> Result<usize, StoreError> {
+fn purge(conn: &Connection, delta: &mut stats::Delta, before: i64) -> Result<usize, StoreError> {
     stats::remove_selected(
         conn,
+        delta,
         &format!(
             "SELECT name, status, duration FROM tasks WHERE ended_at IS NOT NULL AND ended_at < ?1 AND {FINISHED}"
         ),
@@ -571,7 +577,7 @@ fn purge(conn: &Connection, before: i64) -> Result<usize, StoreError> {
     .map_err(backend)
 }
 
-fn trim(conn: &Connection, max_rows: usize) -> Result<usize, StoreError> {
+fn trim(conn: &Connection, delta: &mut stats::Delta, max_rows: usize) -> Result<usize, StoreError> {
     let finished: i64 = conn
         .query_row(
             &format!("SELECT count(*) FROM tasks WHERE {FINISHED}"),
@@ -586,6 +592,7 @@ fn trim(conn: &Connection, max_rows: usize) -> Result<usize, StoreError> {
     let oldest = format!("SELECT id FROM tasks WHERE {FINISHED} ORDER BY id LIMIT ?1");
     stats::remove_selected(
         conn,
+        delta,
         &format!("SELECT name, status, duration FROM tasks WHERE id IN ({oldest})"),
         excess,
     )?;
