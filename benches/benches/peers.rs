@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::{BoxDynError, TaskSink, WorkerBuilder};
 use apalis_sqlite::{Config, SqliteStorage};
-use taskflow_benches::{
-    NoopPersist, TempDb, manager, share, sqlite_manager, taskflow_noop, taskflow_run,
-};
+use taskflow_benches::{TempDb, manager, persisted_run, share, sqlite_manager, taskflow_noop};
 use tokio::sync::Notify;
 
 static DONE: AtomicUsize = AtomicUsize::new(0);
@@ -98,7 +96,7 @@ async fn apalis_run(n: usize, producers: usize) -> Duration {
 async fn taskflow_sqlite_run(n: usize, producers: usize) -> Duration {
     let db = TempDb::new("peers");
     let manager = sqlite_manager(&db.path()).await;
-    let took = taskflow_run(&manager, n, producers, || NoopPersist {}).await;
+    let took = persisted_run(&manager, n, producers).await.elapsed;
     manager.shutdown().await.expect("shuts down");
     took
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use taskflow_benches::{NoopPersist, TempDb, sqlite_manager, taskflow_run};
+use taskflow_benches::{TempDb, persisted_run, sqlite_manager};
 
 /// Tasks per measured iteration.
 const BATCH: usize = 1_000;
@@ -30,7 +30,7 @@ fn persisted(c: &mut Criterion) {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += taskflow_run(&manager, BATCH, producers, || NoopPersist {}).await;
+                        total += persisted_run(&manager, BATCH, producers).await.elapsed;
                     }
                     total
                 })

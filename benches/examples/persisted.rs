@@ -9,7 +9,7 @@
 //! perf record -e cpu-clock -g target/release/examples/persisted 50000 64
 //! ```
 
-use taskflow_benches::{NoopPersist, TempDb, load_average, sqlite_manager, taskflow_run_timed};
+use taskflow_benches::{TempDb, load_average, persisted_run, sqlite_manager};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -38,7 +38,7 @@ fn main() {
                 let db = TempDb::new("persisted");
                 let manager = sqlite_manager(&db.path()).await;
                 let load = load_average();
-                let timed = taskflow_run_timed(&manager, n, p, || NoopPersist {}).await;
+                let timed = persisted_run(&manager, n, p).await;
                 manager.shutdown().await.expect("shuts down");
                 let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
                 println!(

@@ -16,7 +16,10 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use taskflow::{Error, TaskContext, TaskId, TaskManager};
 
@@ -24,9 +27,67 @@ use taskflow::{Error, TaskContext, TaskId, TaskManager};
 #[taskflow::task(name = "bench.noop")]
 pub async fn noop() {}
 
-/// Does nothing, and is persisted before `add` returns once the SQLite store is configured.
+/// Does nothing but count itself in [`PERSISTED`], and is persisted before `add` returns once
+/// the SQLite store is configured.
 #[taskflow::task(name = "bench.noop_persist", persist)]
-pub async fn noop_persist() {}
+pub async fn noop_persist() {
+    PERSISTED.finish_one();
+}
+
+/// Counts finished runs and wakes whoever waits for the last one: how the persisted benchmarks
+/// know every job is done, the same way for taskflow and for its peers (a counter in the job).
+#[derive(Debug)]
+pub struct Completions {
+    done: AtomicUsize,
+    target: AtomicUsize,
+    all_done: Notify,
+}
+
+/// The runs of [`NoopPersist`].
+pub static PERSISTED: Completions = Completions::new();
+
+impl Completions {
+    /// No runs expected yet.
+    pub const fn new() -> Self {
+        Self {
+            done: AtomicUsize::new(0),
+            target: AtomicUsize::new(usize::MAX),
+            all_done: Notify::const_new(),
+        }
+    }
+
+    /// One run finished.
+    pub fn finish_one(&self) {
+        if self.done.fetch_add(1, Ordering::SeqCst) + 1 >= self.target.load(Ordering::SeqCst) {
+            self.all_done.notify_waiters();
+        }
+    }
+
+    /// Expects `n` runs from now on.
+    pub fn expect(&self, n: usize) {
+        self.done.store(0, Ordering::SeqCst);
+        self.target.store(n, Ordering::SeqCst);
+    }
+
+    /// Returns once the expected runs finished.
+    pub async fn all_done(&self) {
+        loop {
+            let notified = self.all_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.done.load(Ordering::SeqCst) >= self.target.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Default for Completions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Fails its first attempt and succeeds on the second: the retry path with no wait.
 #[taskflow::task(name = "bench.fail_once", retries = 1)]
@@ -164,7 +225,7 @@ where
     start.elapsed()
 }
 
-/// What [`taskflow_run_timed`] measured.
+/// What [`persisted_run`] measured.
 #[derive(Debug, Clone)]
 pub struct Timed {
     /// From the first enqueue to the last finish.
@@ -184,39 +245,26 @@ impl Timed {
     }
 }
 
-/// [`taskflow_run`] that also times every `add` (for a `persist` task on a store: until its row
-/// is committed).
+/// Enqueues `n` [`NoopPersist`] tasks from `producers` concurrent producers and returns once
+/// every one has run, as counted by [`PERSISTED`] (the peers' benchmarks count the same way);
+/// also times every `add`, which returns once the task's row is committed.
 ///
 /// # Panics
 ///
 /// When an enqueue fails.
-pub async fn taskflow_run_timed<T, F>(
-    manager: &TaskManager,
-    n: usize,
-    producers: usize,
-    make: F,
-) -> Timed
-where
-    T: taskflow::Task,
-    F: Fn() -> T + Clone + Send + 'static,
-{
+pub async fn persisted_run(manager: &TaskManager, n: usize, producers: usize) -> Timed {
+    PERSISTED.expect(n);
     let start = Instant::now();
     let handles: Vec<_> = (0..producers)
         .map(|p| {
             let manager = manager.clone();
-            let make = make.clone();
             tokio::spawn(async move {
                 let count = share(n, producers, p);
-                let mut ids = Vec::with_capacity(count);
                 let mut adds = Vec::with_capacity(count);
                 for _ in 0..count {
-                    let task = make();
                     let at = Instant::now();
-                    ids.push(manager.add(task).await.expect("enqueue accepted"));
+                    manager.add(NoopPersist {}).await.expect("enqueue accepted");
                     adds.push(at.elapsed());
-                }
-                for id in ids {
-                    wait_done(&manager, id).await;
                 }
                 adds
             })
@@ -226,6 +274,7 @@ where
     for handle in handles {
         adds.extend(handle.await.expect("producer finished"));
     }
+    PERSISTED.all_done().await;
     let elapsed = start.elapsed();
     adds.sort_unstable();
     Timed { elapsed, adds }

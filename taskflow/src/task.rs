@@ -598,6 +598,29 @@ impl TaskId {
     pub fn new() -> Self {
         Self(uuid::Uuid::now_v7())
     }
+
+    /// The id's 16 bytes, big-endian, so that byte order is creation order: a compact key for a
+    /// store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let id = taskflow::TaskId::new();
+    /// assert_eq!(taskflow::TaskId::from_bytes(id.to_bytes()), id);
+    /// assert!(taskflow::TaskId::new().to_bytes() > id.to_bytes());
+    /// ```
+    pub fn to_bytes(self) -> [u8; 16] {
+        *self.0.as_bytes()
+    }
+
+    /// The id whose bytes are `bytes` (see [`TaskId::to_bytes`]).
+    ///
+    /// # Examples
+    ///
+    /// See [`TaskId::to_bytes`].
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(uuid::Uuid::from_bytes(bytes))
+    }
 }
 
 impl Default for TaskId {

@@ -330,7 +330,7 @@ async fn a_corrupt_row_is_reported_skipped_and_kept() {
     let conn = rusqlite::Connection::open(&db).expect("open");
     conn.execute(
         "UPDATE tasks SET record = '{not json' WHERE id = ?1",
-        [ids[1].to_string()],
+        [ids[1].to_bytes()],
     )
     .expect("corrupt a row");
 
@@ -393,7 +393,7 @@ async fn stored_tasks_with_unknown_names_or_bad_arguments_fail_and_are_kept() {
         .and_then(|c| {
             c.execute(
                 "UPDATE tasks SET record = json_set(record, '$.args', json('{\"n\":\"two\"}')) WHERE id = ?1",
-                [undecodable.to_string()],
+                [undecodable.to_bytes()],
             )
         })
         .expect("change the stored arguments");

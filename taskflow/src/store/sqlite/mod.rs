@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: the embedded default store. One file, WAL mode, one writer thread applying
 //! queued writes in batched transactions (group commit), and read-only connections for queries.
 
+mod checkpoint;
 mod read;
 mod schema;
 mod stats;
@@ -14,6 +15,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use self::checkpoint::Checkpointer;
 use self::read::Readers;
 use self::write::{Op, Row};
 use super::{Inserted, Instance, Store, StoreError, StoreFuture};
@@ -187,10 +189,11 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(format!("the opening thread failed: {e}")))?;
         let (conn, options) = opened?;
+        let checkpointer = Checkpointer::start(&path, options.busy_timeout)?;
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
         std::thread::Builder::new()
             .name("taskflow-sqlite-writer".to_owned())
-            .spawn(move || write::run(conn, receiver))
+            .spawn(move || write::run(conn, receiver, checkpointer))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         let readers = Arc::new(Readers::new(path.clone(), options.readers));
         tracing::debug!(target: "taskflow::store", path = %path.display(), "sqlite store opened");
@@ -276,6 +279,9 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
     };
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(|e| open_error(e.to_string()))?;
+    // Checkpoints run on a thread of their own (see `checkpoint`), not inside the writer's commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(|e| open_error(e.to_string()))?;
     schema::migrate(&mut conn, version)
         .map_err(|e| open_error(format!("migration failed: {e}")))?;
     Ok(conn)
@@ -291,12 +297,18 @@ fn from_micros(micros: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(micros).single().unwrap_or_default()
 }
 
+/// The task id stored as `bytes`, if they are one.
+fn id_from_blob(bytes: Vec<u8>) -> Option<TaskId> {
+    <[u8; 16]>::try_from(bytes).ok().map(TaskId::from_bytes)
+}
+
 /// Decodes a stored record; a corrupt row is reported and skipped, never deleted.
-fn decode_record(id: &str, json: &str) -> Option<TaskRecord> {
+fn decode_record(id: &[u8], json: &str) -> Option<TaskRecord> {
     match serde_json::from_str(json) {
         Ok(record) => Some(record),
         Err(error) => {
-            tracing::error!(target: "taskflow::store", task_id = id, %error, "skipping a corrupt task row (kept in the file)");
+            let task_id = id_from_blob(id.to_vec()).map_or_else(|| format!("{id:02x?}"), |id| id.to_string());
+            tracing::error!(target: "taskflow::store", %task_id, %error, "skipping a corrupt task row (kept in the file)");
             None
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{decode_record, from_micros, micros, stats};
+use super::{decode_record, from_micros, id_from_blob, micros, stats};
 use crate::history::{ListPage, Metrics, NameStats, TaskFilter};
 use crate::store::{Instance, StoreError};
 use crate::task::{TaskId, TaskRecord, TaskStatus};
@@ -99,14 +99,13 @@ impl Readers {
 }
 
 pub(super) fn get(conn: &Connection, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-    let id = id.to_string();
     let json: Option<String> = conn
         .prepare_cached("SELECT record FROM tasks WHERE id = ?1")
-        .and_then(|mut stmt| stmt.query_row([&id], |r| r.get(0)).optional())
+        .and_then(|mut stmt| stmt.query_row([id.to_bytes()], |r| r.get(0)).optional())
         .map_err(backend)?;
     match json {
         None => Ok(None),
-        Some(json) => decode_record(&id, &json).map(Some).ok_or_else(|| {
+        Some(json) => decode_record(&id.to_bytes(), &json).map(Some).ok_or_else(|| {
             StoreError::Backend(format!("the stored row of task `{id}` is corrupt"))
         }),
     }
@@ -159,7 +158,8 @@ impl Clause {
                     .replace('_', "\\_")
             );
             clause.sql.push_str(
-                " AND (id LIKE ?1q ESCAPE '\\' OR name LIKE ?1q ESCAPE '\\' OR idempotency_key LIKE ?1q ESCAPE '\\'
+                " AND (lower(substr(hex(id), 1, 8) || '-' || substr(hex(id), 9, 4) || '-' || substr(hex(id), 13, 4)
+                  || '-' || substr(hex(id), 17, 4) || '-' || substr(hex(id), 21)) LIKE ?1q ESCAPE '\\' OR name LIKE ?1q ESCAPE '\\' OR idempotency_key LIKE ?1q ESCAPE '\\'
                   OR tags LIKE ?1q ESCAPE '\\' OR json_extract(record, '$.error') LIKE ?1q ESCAPE '\\')",
             );
             let index = clause.params.len() + 1;
@@ -172,7 +172,7 @@ impl Clause {
                 .as_deref()
                 .and_then(|c| c.parse::<TaskId>().ok())
         {
-            clause.push("id < ?", after.to_string().into());
+            clause.push("id < ?", after.to_bytes().to_vec().into());
         }
         clause
     }
@@ -193,7 +193,7 @@ pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, S
         clause.sql,
         limit + 1
     );
-    let rows: Vec<(String, String)> = conn
+    let rows: Vec<(Vec<u8>, String)> = conn
         .prepare_cached(&sql)
         .and_then(|mut stmt| {
             stmt.query_map(rusqlite::params_from_iter(&clause.params), |r| {
@@ -209,7 +209,9 @@ pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, S
         .filter_map(|(id, json)| decode_record(id, json))
         .collect();
     let next_cursor = if more {
-        rows.get(limit - 1).map(|(id, _)| id.clone())
+        rows.get(limit - 1)
+            .and_then(|(id, _)| id_from_blob(id.clone()))
+            .map(|id| id.to_string())
     } else {
         None
     };

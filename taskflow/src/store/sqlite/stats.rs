@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::StoreError;
-use crate::task::TaskStatus;
+use crate::task::{TaskId, TaskStatus};
 
 /// Each bucket's upper bound is 10% above the previous one.
 const GROWTH: f64 = 1.1;
@@ -131,19 +131,32 @@ impl Delta {
     }
 }
 
-/// The stored status and duration of task `id`, before it is written again.
-pub(super) fn current(
-    conn: &Connection,
-    id: &str,
-) -> Result<Option<(TaskStatus, Option<f64>)>, StoreError> {
-    let found: Option<(String, Option<f64>)> = conn
-        .prepare_cached("SELECT status, duration FROM tasks WHERE id = ?1")
+/// What the tasks table holds of a run before it is written again.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stored {
+    /// Its row id.
+    pub(super) seq: i64,
+    pub(super) status: TaskStatus,
+    pub(super) duration: Option<f64>,
+}
+
+/// The stored row of task `id`, if any. A status this code cannot read counts as none of the
+/// figures (it is reported by the reads that decode the row).
+pub(super) fn current(conn: &Connection, id: TaskId) -> Result<Option<Stored>, StoreError> {
+    let found: Option<(i64, String, Option<f64>)> = conn
+        .prepare_cached("SELECT seq, status, duration FROM tasks WHERE id = ?1")
         .and_then(|mut stmt| {
-            stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            stmt.query_row([id.to_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
         })
         .map_err(backend)?;
-    Ok(found.and_then(|(status, duration)| status.parse().ok().map(|s| (s, duration))))
+    Ok(found.and_then(|(seq, status, duration)| {
+        status.parse().ok().map(|status| Stored {
+            seq,
+            status,
+            duration,
+        })
+    }))
 }
 
 /// Removes the contributions of the rows `selection` (a `SELECT name, status, duration …`)

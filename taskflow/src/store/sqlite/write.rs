@@ -9,7 +9,8 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{decode_record, micros, stats};
+use super::checkpoint::{self, Checkpointer};
+use super::{decode_record, id_from_blob, micros, stats};
 use crate::store::{Inserted, Instance, StoreError};
 use crate::task::{TaskId, TaskRecord, TaskStatus};
 
@@ -78,6 +79,17 @@ pub(super) enum Op {
     },
 }
 
+impl Op {
+    /// How many task rows the operation writes (a hint for checkpoints).
+    fn rows(&self) -> usize {
+        match self {
+            Op::Insert { .. } => 1,
+            Op::Save { rows, .. } => rows.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// What an operation produced, answered after its transaction committed.
 enum Outcome {
     Unit,
@@ -92,9 +104,10 @@ fn backend(error: rusqlite::Error) -> StoreError {
 }
 
 /// Runs the writer loop until every sender is gone or a `Close` arrives.
-pub(super) fn run(mut conn: Connection, mut ops: mpsc::Receiver<Op>) {
+pub(super) fn run(mut conn: Connection, mut ops: mpsc::Receiver<Op>, checkpointer: Checkpointer) {
     let mut batch = Vec::with_capacity(64);
     let mut closing = None;
+    let mut since_hint = 0;
     while closing.is_none()
         && let Some(op) = ops.blocking_recv()
     {
@@ -108,9 +121,16 @@ pub(super) fn run(mut conn: Connection, mut ops: mpsc::Receiver<Op>) {
         if let Some(at) = batch.iter().position(|op| matches!(op, Op::Close { .. })) {
             closing = Some(batch.split_off(at));
         }
+        since_hint += batch.iter().map(Op::rows).sum::<usize>();
         apply_batch(&mut conn, &mut batch);
+        if since_hint >= checkpoint::ROWS_PER_HINT {
+            since_hint = 0;
+            checkpointer.hint();
+        }
     }
     ops.close();
+    // The final checkpoint below needs the log to itself.
+    drop(checkpointer);
     if closing.is_some()
         && let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
     {
@@ -276,7 +296,7 @@ fn reserve(
     id: TaskId,
     ttl: Option<Duration>,
 ) -> Result<Inserted, StoreError> {
-    let holder: Option<(String, Option<i64>)> = conn
+    let holder: Option<(Vec<u8>, Option<i64>)> = conn
         .prepare_cached("SELECT task_id, expires_at FROM idempotency_keys WHERE key = ?1")
         .and_then(|mut stmt| {
             stmt.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -287,22 +307,22 @@ fn reserve(
     if let Some((holder, expires_at)) = holder
         && expires_at.is_none_or(|at| at > now)
     {
-        let holder = holder
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("corrupt key holder `{holder}`: {e}")))?;
+        let holder = id_from_blob(holder).ok_or_else(|| {
+            StoreError::Backend(format!("the holder of idempotency key `{key}` is corrupt"))
+        })?;
         return Ok(Inserted::Duplicate(holder));
     }
     conn.prepare_cached(
         "INSERT OR REPLACE INTO idempotency_keys (key, task_id, ttl_ms, expires_at) VALUES (?1, ?2, ?3, NULL)",
     )
-    .and_then(|mut stmt| stmt.execute(params![key, id.to_string(), ttl_ms(ttl)]))
+    .and_then(|mut stmt| stmt.execute(params![key, id.to_bytes(), ttl_ms(ttl)]))
     .map_err(backend)?;
     Ok(Inserted::New)
 }
 
 /// A task record encoded for its row, off the writer thread.
 pub(super) struct Row {
-    id: String,
+    id: TaskId,
     name: String,
     status: TaskStatus,
     created_at: i64,
@@ -322,7 +342,7 @@ impl Row {
             StoreError::Backend(format!("cannot encode task `{}`: {e}", record.task_id))
         };
         Ok(Self {
-            id: record.task_id.to_string(),
+            id: record.task_id,
             name: record.func_name.clone(),
             status: record.status,
             created_at: micros(record.created_at),
@@ -336,6 +356,15 @@ impl Row {
             record: serde_json::to_string(record).map_err(json)?,
         })
     }
+
+    /// What the row adds to the running figures.
+    fn contribution(&self) -> stats::Contribution<'_> {
+        stats::Contribution {
+            name: &self.name,
+            status: self.status,
+            duration: self.duration,
+        }
+    }
 }
 
 fn insert(
@@ -345,58 +374,47 @@ fn insert(
     ttl: Option<Duration>,
 ) -> Result<Inserted, StoreError> {
     if let Some(key) = row.idempotency_key.as_deref() {
-        let id = row
-            .id
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("bad task id `{}`: {e}", row.id)))?;
-        if let Inserted::Duplicate(holder) = reserve(conn, key, id, ttl)? {
+        if let Inserted::Duplicate(holder) = reserve(conn, key, row.id, ttl)? {
             return Ok(Inserted::Duplicate(holder));
         }
     }
-    upsert(conn, delta, row)?;
+    // A new run has a new id: a plain insert, without looking for an earlier row.
+    insert_row(conn, row)?;
+    delta.apply(row.contribution(), 1);
     Ok(Inserted::New)
 }
 
+/// Writes a record's current state: an insert when it has no row yet, else an update of the
+/// columns a state change can touch (so the indexes on the others are left alone).
 fn upsert(conn: &Connection, delta: &mut stats::Delta, row: &Row) -> Result<(), StoreError> {
-    let before = stats::current(conn, &row.id)?;
-    write_row(conn, row)?;
-    let after = (row.status, row.duration);
-    if before != Some(after) {
-        if let Some((status, duration)) = before {
-            delta.apply(
-                stats::Contribution {
-                    name: &row.name,
-                    status,
-                    duration,
-                },
-                -1,
-            );
-        }
+    let Some(stored) = stats::current(conn, row.id)? else {
+        insert_row(conn, row)?;
+        delta.apply(row.contribution(), 1);
+        return Ok(());
+    };
+    update_row(conn, stored.seq, row)?;
+    if (stored.status, stored.duration) != (row.status, row.duration) {
         delta.apply(
             stats::Contribution {
                 name: &row.name,
-                status: row.status,
-                duration: row.duration,
+                status: stored.status,
+                duration: stored.duration,
             },
-            1,
+            -1,
         );
+        delta.apply(row.contribution(), 1);
     }
     Ok(())
 }
 
-fn write_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
+fn insert_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO tasks (id, name, status, created_at, ended_at, duration, instance_id, idempotency_key, queue, persist, tags, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (id) DO UPDATE SET
-             name = excluded.name, status = excluded.status, ended_at = excluded.ended_at,
-             duration = excluded.duration, instance_id = excluded.instance_id,
-             idempotency_key = excluded.idempotency_key, queue = excluded.queue,
-             persist = excluded.persist, tags = excluded.tags, record = excluded.record",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
-            row.id,
+            row.id.to_bytes(),
             row.name,
             row.status.as_str(),
             row.created_at,
@@ -414,14 +432,37 @@ fn write_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Name, queue, idempotency key and creation time are fixed for a run's life; the rest may move.
+fn update_row(conn: &Connection, seq: i64, row: &Row) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE tasks SET status = ?2, ended_at = ?3, duration = ?4, instance_id = ?5, persist = ?6,
+             tags = ?7, record = ?8
+         WHERE seq = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            seq,
+            row.status.as_str(),
+            row.ended_at,
+            row.duration,
+            row.instance_id,
+            row.persist,
+            row.tags,
+            row.record,
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn save(conn: &Connection, delta: &mut stats::Delta, rows: &[Row]) -> Result<(), StoreError> {
     // Only the last state of each record in this batch matters.
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    let mut last: HashMap<TaskId, usize> = HashMap::with_capacity(rows.len());
     for (index, row) in rows.iter().enumerate() {
-        last.insert(&row.id, index);
+        last.insert(row.id, index);
     }
     for (index, row) in rows.iter().enumerate() {
-        if last.get(row.id.as_str()) != Some(&index) {
+        if last.get(&row.id) != Some(&index) {
             continue;
         }
         upsert(conn, delta, row)?;
@@ -438,7 +479,7 @@ fn update_key(conn: &Connection, row: &Row) -> Result<(), StoreError> {
     };
     if !row.status.holds_idempotency_key() {
         conn.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND task_id = ?2")
-            .and_then(|mut stmt| stmt.execute(params![key, row.id]))
+            .and_then(|mut stmt| stmt.execute(params![key, row.id.to_bytes()]))
             .map_err(backend)?;
     } else if row.status == TaskStatus::Success {
         let end = row.ended_at.unwrap_or_else(|| micros(Utc::now()));
@@ -446,7 +487,7 @@ fn update_key(conn: &Connection, row: &Row) -> Result<(), StoreError> {
             "UPDATE idempotency_keys SET expires_at = ?3 + ttl_ms * 1000
              WHERE key = ?1 AND task_id = ?2 AND ttl_ms IS NOT NULL",
         )
-        .and_then(|mut stmt| stmt.execute(params![key, row.id, end]))
+        .and_then(|mut stmt| stmt.execute(params![key, row.id.to_bytes(), end]))
         .map_err(backend)?;
     }
     Ok(())
@@ -505,7 +546,7 @@ fn claim(conn: &Connection, dead: &[String], claimer: &str) -> Result<Vec<TaskRe
         if owner == claimer {
             continue;
         }
-        let rows: Vec<(String, String)> = conn
+        let rows: Vec<(Vec<u8>, String)> = conn
             .prepare_cached(
                 "SELECT id, record FROM tasks WHERE instance_id = ?1 AND status IN ('pending', 'running') ORDER BY id",
             )

@@ -1,9 +1,10 @@
 -- Task records, idempotency keys, instances and locks.
--- Times are Unix microseconds (UTC). `record` holds the whole task record as JSON; the other
--- columns repeat what queries filter and sort on.
+-- Times are Unix microseconds (UTC). Task ids are their 16 bytes (UUID v7, so byte order is
+-- creation order). `record` holds the whole task record as JSON; the other columns repeat what
+-- queries filter and sort on. Unfinished work is found through `tasks_by_status`.
 CREATE TABLE tasks (
     seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
+    id BLOB NOT NULL UNIQUE,
     name TEXT NOT NULL,
     status TEXT NOT NULL,
     created_at INTEGER NOT NULL,
@@ -18,12 +19,11 @@ CREATE TABLE tasks (
 );
 CREATE INDEX tasks_by_status ON tasks (status, id);
 CREATE INDEX tasks_by_name ON tasks (name, id);
-CREATE INDEX tasks_live_by_owner ON tasks (instance_id) WHERE status IN ('pending', 'running');
 CREATE INDEX tasks_by_end ON tasks (ended_at) WHERE ended_at IS NOT NULL;
 
 CREATE TABLE idempotency_keys (
     key TEXT PRIMARY KEY NOT NULL,
-    task_id TEXT NOT NULL,
+    task_id BLOB NOT NULL,
     ttl_ms INTEGER,
     expires_at INTEGER
 );

@@ -1,0 +1,93 @@
+//! Background checkpoints: a thread of its own copies the write-ahead log back into the database
+//! file, so the writer thread spends its time on commits and never stalls on that copy (or on the
+//! fsyncs around it). The writer hints after every few thousand written rows; hints arriving
+//! during a checkpoint coalesce into one.
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::store::StoreError;
+
+/// Rows the writer writes between two hints.
+pub(super) const ROWS_PER_HINT: usize = 2_048;
+
+/// A write-ahead log longer than this many pages after a passive checkpoint (which cannot pass a
+/// writer) is checkpointed again in RESTART mode, which waits for the writer, so the log stays
+/// bounded under sustained load.
+const MAX_WAL_PAGES: i64 = 65_536;
+
+/// The checkpointer thread; dropping the handle stops it.
+pub(super) struct Checkpointer {
+    hints: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection of its own to `path` and starts the thread.
+    pub(super) fn start(
+        path: &Path,
+        busy_timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|conn| conn.busy_timeout(busy_timeout).map(|()| conn))
+        .map_err(|e| StoreError::Backend(format!("cannot open the checkpoint connection: {e}")))?;
+        let (hints, received) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("taskflow-sqlite-checkpoint".to_owned())
+            .spawn(move || run(&conn, &received))
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self {
+            hints: Some(hints),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a checkpoint soon; never blocks.
+    pub(super) fn hint(&self) {
+        if let Some(hints) = &self.hints {
+            match hints.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.hints.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(target: "taskflow::store", "the checkpoint thread panicked");
+        }
+    }
+}
+
+fn run(conn: &Connection, hints: &Receiver<()>) {
+    while hints.recv().is_ok() {
+        match checkpoint(conn, "PASSIVE") {
+            Ok(log) if log > MAX_WAL_PAGES => {
+                if let Err(error) = checkpoint(conn, "RESTART") {
+                    tracing::warn!(target: "taskflow::store", %error, "a restart checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(target: "taskflow::store", %error, "a background checkpoint failed");
+            }
+        }
+    }
+}
+
+/// Runs one checkpoint; returns the log's length in pages.
+fn checkpoint(conn: &Connection, mode: &str) -> Result<i64, rusqlite::Error> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        row.get::<_, i64>(1)
+    })
+}
