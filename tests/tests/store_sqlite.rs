@@ -544,6 +544,16 @@ async fn history_queries_filter_count_and_paginate_stably() {
         .await
         .expect("list");
     assert_eq!(errors.tasks.len(), 3, "searches the error text");
+    // A stored (evicted) task is found by any part of its id as the API prints it.
+    let printed = ids[0].to_string();
+    let by_id = manager
+        .list(&TaskFilter::new().q(&printed[4..20]).limit(100))
+        .await
+        .expect("list");
+    assert_eq!(
+        by_id.tasks.iter().map(|r| r.task_id).collect::<Vec<_>>(),
+        [ids[0]]
+    );
     let window = manager
         .list(
             &TaskFilter::new()
