@@ -4,6 +4,7 @@
 mod builder;
 mod enqueue;
 mod storage;
+mod unsaved;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -70,10 +71,8 @@ pub(crate) struct Inner {
     /// Where records, keys and instances persist (`None`: memory only).
     pub(crate) store: Option<Arc<dyn Store>>,
     pub(crate) storage: StorageConfig,
-    /// Serialises flushes so that an older state is never written after a newer one.
-    pub(crate) flush_lock: tokio::sync::Mutex<()>,
-    /// The number of the last queued record known to be committed.
-    pub(crate) committed_seq: std::sync::atomic::AtomicU64,
+    /// Counts finished flushes, waking callers waiting for records another flush is writing.
+    pub(crate) flushed: tokio::sync::watch::Sender<u64>,
     /// Wakes the flusher at once (a persisted task changed state).
     pub(crate) flush_soon: Notify,
     /// Stops the background loops (flusher, heartbeat, recovery) at the very end of shutdown.
@@ -90,10 +89,8 @@ pub(crate) struct State {
     pub(crate) keys: HashMap<String, TaskId>,
     pub(crate) seq: u64,
     pub(crate) accepting: bool,
-    /// Records to write to the store at the next flush, oldest first.
-    pub(crate) unsaved: Vec<TaskRecord>,
-    /// How many records were ever queued for the store (numbers them for `flush_through`).
-    pub(crate) queued_seq: u64,
+    /// Records to write to the store, and those being written.
+    pub(crate) unsaved: unsaved::Unsaved,
     /// Records evicted from the window, freed outside the lock.
     #[allow(
         clippy::vec_box,

@@ -7,7 +7,6 @@
 //! in batches every `snapshot_interval`. Reads go to memory for live and recent tasks and to the
 //! store for the rest, after a flush, so a query never misses a finished task.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -76,50 +75,58 @@ impl Inner {
         if !(persist || record.status.is_finished()) {
             return None;
         }
-        let record = record.clone();
-        state.unsaved.push(record);
-        state.queued_seq += 1;
+        let seq = state.unsaved.push(record.clone());
         if persist {
             self.flush_soon.notify_one();
         }
-        Some(state.queued_seq)
+        Some(seq)
     }
 
     /// Writes every queued record to the store. On failure the records stay queued.
     pub(crate) async fn flush(&self) -> Result<()> {
-        let queued = self.state.lock().queued_seq;
+        let queued = self.state.lock().unsaved.queued();
         self.flush_through(queued).await
     }
 
-    /// Returns once the record queued as number `seq` is committed. Concurrent callers share
-    /// flushes: one flush writes everything queued so far, and every caller it covers returns
-    /// without a write of its own (group commit).
+    /// Returns once the record queued as number `seq` (and every one before it) is committed.
+    /// Each caller writes whatever is queued when it comes (group commit: concurrent callers
+    /// share one write, and the store's writer batches concurrent writes into one transaction);
+    /// a caller whose records another caller is writing waits for that write's outcome.
     pub(crate) async fn flush_through(&self, seq: u64) -> Result<()> {
         let Some(store) = &self.store else {
             return Ok(());
         };
+        let mut flushed = self.flushed.subscribe();
         loop {
-            if self.committed_seq.load(Ordering::Acquire) >= seq {
-                return Ok(());
-            }
-            let _in_order = self.flush_lock.lock().await;
-            if self.committed_seq.load(Ordering::Acquire) >= seq {
-                return Ok(());
-            }
-            let (batch, through) = {
+            flushed.borrow_and_update();
+            let batch = {
                 let mut state = self.state.lock();
-                (std::mem::take(&mut state.unsaved), state.queued_seq)
+                if state.unsaved.committed_through() >= seq {
+                    return Ok(());
+                }
+                state.unsaved.take()
             };
-            if !batch.is_empty()
-                && let Err(error) = store.save(&batch).await
+            if batch.is_empty() {
+                // Other callers are writing the rest: wait for one of them to finish (after a
+                // failure, the records are queued again and this caller retries them).
+                if flushed.changed().await.is_err() {
+                    return Err(crate::error::Error::ShuttingDown);
+                }
+                continue;
+            }
+            let saved = store.save(batch.records()).await;
             {
-                self.observers.store_error();
                 let mut state = self.state.lock();
-                let newer = std::mem::replace(&mut state.unsaved, batch);
-                state.unsaved.extend(newer);
+                match saved {
+                    Ok(()) => state.unsaved.committed(batch),
+                    Err(_) => state.unsaved.failed(batch),
+                }
+            }
+            self.flushed.send_modify(|finished| *finished += 1);
+            if let Err(error) = saved {
+                self.observers.store_error();
                 return Err(error.into());
             }
-            self.committed_seq.store(through, Ordering::Release);
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod read;
+mod row;
 mod schema;
 mod stats;
 mod write;
@@ -17,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::checkpoint::Checkpointer;
 use self::read::Readers;
-use self::write::{Op, Row};
+use self::row::Row;
+use self::write::Op;
 use super::{Inserted, Instance, Store, StoreError, StoreFuture};
 use crate::history::{ListPage, Metrics, TaskFilter};
 use crate::task::{TaskId, TaskRecord};
@@ -307,7 +309,8 @@ fn decode_record(id: &[u8], json: &str) -> Option<TaskRecord> {
     match serde_json::from_str(json) {
         Ok(record) => Some(record),
         Err(error) => {
-            let task_id = id_from_blob(id.to_vec()).map_or_else(|| format!("{id:02x?}"), |id| id.to_string());
+            let task_id =
+                id_from_blob(id.to_vec()).map_or_else(|| format!("{id:02x?}"), |id| id.to_string());
             tracing::error!(target: "taskflow::store", %task_id, %error, "skipping a corrupt task row (kept in the file)");
             None
         }

@@ -105,9 +105,11 @@ pub(super) fn get(conn: &Connection, id: TaskId) -> Result<Option<TaskRecord>, S
         .map_err(backend)?;
     match json {
         None => Ok(None),
-        Some(json) => decode_record(&id.to_bytes(), &json).map(Some).ok_or_else(|| {
-            StoreError::Backend(format!("the stored row of task `{id}` is corrupt"))
-        }),
+        Some(json) => decode_record(&id.to_bytes(), &json)
+            .map(Some)
+            .ok_or_else(|| {
+                StoreError::Backend(format!("the stored row of task `{id}` is corrupt"))
+            }),
     }
 }
 

@@ -136,12 +136,13 @@ impl Delta {
 pub(super) struct Stored {
     /// Its row id.
     pub(super) seq: i64,
-    pub(super) status: TaskStatus,
+    /// `None` when the stored status is not one this code knows: such a row counts in none of
+    /// the figures.
+    pub(super) status: Option<TaskStatus>,
     pub(super) duration: Option<f64>,
 }
 
-/// The stored row of task `id`, if any. A status this code cannot read counts as none of the
-/// figures (it is reported by the reads that decode the row).
+/// The stored row of task `id`, if any.
 pub(super) fn current(conn: &Connection, id: TaskId) -> Result<Option<Stored>, StoreError> {
     let found: Option<(i64, String, Option<f64>)> = conn
         .prepare_cached("SELECT seq, status, duration FROM tasks WHERE id = ?1")
@@ -150,12 +151,10 @@ pub(super) fn current(conn: &Connection, id: TaskId) -> Result<Option<Stored>, S
                 .optional()
         })
         .map_err(backend)?;
-    Ok(found.and_then(|(seq, status, duration)| {
-        status.parse().ok().map(|status| Stored {
-            seq,
-            status,
-            duration,
-        })
+    Ok(found.map(|(seq, status, duration)| Stored {
+        seq,
+        status: status.parse().ok(),
+        duration,
     }))
 }
 

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{self, Checkpointer};
+use super::row::Row;
 use super::{decode_record, id_from_blob, micros, stats};
 use crate::store::{Inserted, Instance, StoreError};
 use crate::task::{TaskId, TaskRecord, TaskStatus};
@@ -108,6 +109,7 @@ pub(super) fn run(mut conn: Connection, mut ops: mpsc::Receiver<Op>, checkpointe
     let mut batch = Vec::with_capacity(64);
     let mut closing = None;
     let mut since_hint = 0;
+    let mut known = Known::default();
     while closing.is_none()
         && let Some(op) = ops.blocking_recv()
     {
@@ -122,7 +124,7 @@ pub(super) fn run(mut conn: Connection, mut ops: mpsc::Receiver<Op>, checkpointe
             closing = Some(batch.split_off(at));
         }
         since_hint += batch.iter().map(Op::rows).sum::<usize>();
-        apply_batch(&mut conn, &mut batch);
+        apply_batch(&mut conn, &mut known, &mut batch);
         if since_hint >= checkpoint::ROWS_PER_HINT {
             since_hint = 0;
             checkpointer.hint();
@@ -154,8 +156,8 @@ pub(super) fn run(mut conn: Connection, mut ops: mpsc::Receiver<Op>, checkpointe
 
 /// Applies a batch in one transaction (group commit). If any operation fails, the transaction is
 /// rolled back and each operation is applied alone, so that one failure fails only itself.
-fn apply_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
-    match transaction(conn, batch) {
+fn apply_batch(conn: &mut Connection, known: &mut Known, batch: &mut Vec<Op>) {
+    match transaction(conn, known, batch) {
         Ok(outcomes) => {
             for (op, outcome) in batch.drain(..).zip(outcomes) {
                 answer(op, Ok(outcome));
@@ -169,7 +171,7 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
         Err(_) => {
             for op in batch.drain(..) {
                 let outcome =
-                    transaction(conn, std::slice::from_ref(&op)).and_then(|mut outcomes| {
+                    transaction(conn, known, std::slice::from_ref(&op)).and_then(|mut outcomes| {
                         outcomes
                             .pop()
                             .ok_or_else(|| StoreError::Backend("no outcome".to_owned()))
@@ -180,30 +182,48 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
     }
 }
 
-fn transaction(conn: &mut Connection, ops: &[Op]) -> Result<Vec<Outcome>, StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| {
-        tracing::error!(target: "taskflow::store", error = %e, "cannot begin a write transaction");
-        backend(e)
-    })?;
-    let mut delta = stats::Delta::default();
-    let outcomes = ops
-        .iter()
-        .map(|op| execute(&tx, &mut delta, op))
-        .collect::<Result<Vec<_>, _>>()?;
-    delta.write(&tx)?;
-    tx.commit().map_err(|e| {
-        tracing::error!(target: "taskflow::store", error = %e, "write transaction failed to commit");
-        backend(e)
-    })?;
-    Ok(outcomes)
+fn transaction(
+    conn: &mut Connection,
+    known: &mut Known,
+    ops: &[Op],
+) -> Result<Vec<Outcome>, StoreError> {
+    let result = (|| {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| {
+                tracing::error!(target: "taskflow::store", error = %e, "cannot begin a write transaction");
+                backend(e)
+            })?;
+        let mut delta = stats::Delta::default();
+        let outcomes = ops
+            .iter()
+            .map(|op| execute(&tx, &mut delta, known, op))
+            .collect::<Result<Vec<_>, _>>()?;
+        delta.write(&tx)?;
+        tx.commit().map_err(|e| {
+            tracing::error!(target: "taskflow::store", error = %e, "write transaction failed to commit");
+            backend(e)
+        })?;
+        Ok(outcomes)
+    })();
+    if result.is_err() {
+        // The rows remembered during a rolled-back transaction may not exist.
+        known.clear();
+    }
+    result
 }
 
-fn execute(conn: &Connection, delta: &mut stats::Delta, op: &Op) -> Result<Outcome, StoreError> {
+fn execute(
+    conn: &Connection,
+    delta: &mut stats::Delta,
+    known: &mut Known,
+    op: &Op,
+) -> Result<Outcome, StoreError> {
     Ok(match op {
-        Op::Insert { row, ttl, .. } => Outcome::Inserted(insert(conn, delta, row, *ttl)?),
+        Op::Insert { row, ttl, .. } => Outcome::Inserted(insert(conn, delta, known, row, *ttl)?),
         Op::Reserve { key, id, ttl, .. } => Outcome::Inserted(reserve(conn, key, *id, *ttl)?),
         Op::Save { rows, .. } => {
-            save(conn, delta, rows)?;
+            save(conn, delta, known, rows)?;
             Outcome::Unit
         }
         Op::Register { instance, .. } => {
@@ -320,60 +340,14 @@ fn reserve(
     Ok(Inserted::New)
 }
 
-/// A task record encoded for its row, off the writer thread.
-pub(super) struct Row {
-    id: TaskId,
-    name: String,
-    status: TaskStatus,
-    created_at: i64,
-    ended_at: Option<i64>,
-    duration: Option<f64>,
-    instance_id: String,
-    idempotency_key: Option<String>,
-    queue: String,
-    persist: bool,
-    tags: String,
-    record: String,
-}
-
-impl Row {
-    pub(super) fn encode(record: &TaskRecord) -> Result<Self, StoreError> {
-        let json = |e: serde_json::Error| {
-            StoreError::Backend(format!("cannot encode task `{}`: {e}", record.task_id))
-        };
-        Ok(Self {
-            id: record.task_id,
-            name: record.func_name.clone(),
-            status: record.status,
-            created_at: micros(record.created_at),
-            ended_at: record.end_time.map(micros),
-            duration: record.duration,
-            instance_id: record.instance_id.clone(),
-            idempotency_key: record.idempotency_key.clone(),
-            queue: record.queue.clone(),
-            persist: record.persist,
-            tags: serde_json::to_string(&record.tags).map_err(json)?,
-            record: serde_json::to_string(record).map_err(json)?,
-        })
-    }
-
-    /// What the row adds to the running figures.
-    fn contribution(&self) -> stats::Contribution<'_> {
-        stats::Contribution {
-            name: &self.name,
-            status: self.status,
-            duration: self.duration,
-        }
-    }
-}
-
 fn insert(
     conn: &Connection,
     delta: &mut stats::Delta,
+    known: &mut Known,
     row: &Row,
     ttl: Option<Duration>,
 ) -> Result<Inserted, StoreError> {
-    if let Some(key) = row.idempotency_key.as_deref() {
+    if let Some(key) = row.idempotency_key() {
         if let Inserted::Duplicate(holder) = reserve(conn, key, row.id, ttl)? {
             return Ok(Inserted::Duplicate(holder));
         }
@@ -381,30 +355,84 @@ fn insert(
     // A new run has a new id: a plain insert, without looking for an earlier row.
     insert_row(conn, row)?;
     delta.apply(row.contribution(), 1);
+    known.remember(conn.last_insert_rowid(), row);
     Ok(Inserted::New)
 }
 
 /// Writes a record's current state: an insert when it has no row yet, else an update of the
 /// columns a state change can touch (so the indexes on the others are left alone).
-fn upsert(conn: &Connection, delta: &mut stats::Delta, row: &Row) -> Result<(), StoreError> {
-    let Some(stored) = stats::current(conn, row.id)? else {
-        insert_row(conn, row)?;
-        delta.apply(row.contribution(), 1);
-        return Ok(());
+fn upsert(
+    conn: &Connection,
+    delta: &mut stats::Delta,
+    known: &mut Known,
+    row: &Row,
+) -> Result<(), StoreError> {
+    let remembered = match known.forget(row.id) {
+        Some(hint) if update_row(conn, &hint, Some(hint.status), row)? => Some(hint),
+        _ => None,
     };
-    update_row(conn, stored.seq, row)?;
-    if (stored.status, stored.duration) != (row.status, row.duration) {
-        delta.apply(
-            stats::Contribution {
-                name: &row.name,
-                status: stored.status,
-                duration: stored.duration,
-            },
-            -1,
-        );
+    let stored = match remembered {
+        Some(stored) => stored,
+        None => match stats::current(conn, row.id)? {
+            Some(stored) => {
+                update_row(conn, &stored, None, row)?;
+                stored
+            }
+            None => {
+                insert_row(conn, row)?;
+                delta.apply(row.contribution(), 1);
+                known.remember(conn.last_insert_rowid(), row);
+                return Ok(());
+            }
+        },
+    };
+    known.remember(stored.seq, row);
+    if stored.status.map(|s| (s, stored.duration)) != Some((row.status, row.duration)) {
+        if let Some(status) = stored.status {
+            delta.apply(
+                stats::Contribution {
+                    name: row.name(),
+                    status,
+                    duration: stored.duration,
+                },
+                -1,
+            );
+        }
         delta.apply(row.contribution(), 1);
     }
     Ok(())
+}
+
+/// The stored state of the unfinished runs this writer last wrote, so that their next change
+/// needs no lookup. Only a hint: an update made from it checks the row still matches.
+#[derive(Debug, Default)]
+struct Known(HashMap<TaskId, stats::Stored>);
+
+impl Known {
+    /// More unfinished runs than this are not remembered (each costs a lookup instead).
+    const CAPACITY: usize = 65_536;
+
+    fn remember(&mut self, seq: i64, row: &Row) {
+        if row.status.is_finished() || self.0.len() >= Self::CAPACITY {
+            return;
+        }
+        self.0.insert(
+            row.id,
+            stats::Stored {
+                seq,
+                status: Some(row.status),
+                duration: row.duration,
+            },
+        );
+    }
+
+    fn forget(&mut self, id: TaskId) -> Option<stats::Stored> {
+        self.0.remove(&id)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 fn insert_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
@@ -415,47 +443,63 @@ fn insert_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
     .and_then(|mut stmt| {
         stmt.execute(params![
             row.id.to_bytes(),
-            row.name,
+            row.name(),
             row.status.as_str(),
             row.created_at,
             row.ended_at,
             row.duration,
-            row.instance_id,
-            row.idempotency_key,
-            row.queue,
+            row.instance_id(),
+            row.idempotency_key(),
+            row.queue(),
             row.persist,
-            row.tags,
-            row.record,
+            row.tags(),
+            row.record(),
         ])
     })
     .map_err(backend)?;
     Ok(())
 }
 
-/// Name, queue, idempotency key and creation time are fixed for a run's life; the rest may move.
-fn update_row(conn: &Connection, seq: i64, row: &Row) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE tasks SET status = ?2, ended_at = ?3, duration = ?4, instance_id = ?5, persist = ?6,
-             tags = ?7, record = ?8
-         WHERE seq = ?1",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            seq,
-            row.status.as_str(),
-            row.ended_at,
-            row.duration,
-            row.instance_id,
-            row.persist,
-            row.tags,
-            row.record,
-        ])
-    })
-    .map_err(backend)?;
-    Ok(())
+/// Updates the row `stored` of `row`'s run, if its status is still `expected` (any, for `None`);
+/// `false` when no row matched. Name, queue, idempotency key and creation time are fixed for a
+/// run's life; the rest may move.
+fn update_row(
+    conn: &Connection,
+    stored: &stats::Stored,
+    expected: Option<Option<TaskStatus>>,
+    row: &Row,
+) -> Result<bool, StoreError> {
+    let expected = expected.map(|status| status.map_or("", TaskStatus::as_str));
+    let changed = conn
+        .prepare_cached(
+            "UPDATE tasks SET status = ?2, ended_at = ?3, duration = ?4, instance_id = ?5, persist = ?6,
+                 tags = ?7, record = ?8
+             WHERE seq = ?1 AND id = ?9 AND (?10 IS NULL OR status = ?10)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                stored.seq,
+                row.status.as_str(),
+                row.ended_at,
+                row.duration,
+                row.instance_id(),
+                row.persist,
+                row.tags(),
+                row.record(),
+                row.id.to_bytes(),
+                expected,
+            ])
+        })
+        .map_err(backend)?;
+    Ok(changed == 1)
 }
 
-fn save(conn: &Connection, delta: &mut stats::Delta, rows: &[Row]) -> Result<(), StoreError> {
+fn save(
+    conn: &Connection,
+    delta: &mut stats::Delta,
+    known: &mut Known,
+    rows: &[Row],
+) -> Result<(), StoreError> {
     // Only the last state of each record in this batch matters.
     let mut last: HashMap<TaskId, usize> = HashMap::with_capacity(rows.len());
     for (index, row) in rows.iter().enumerate() {
@@ -465,7 +509,7 @@ fn save(conn: &Connection, delta: &mut stats::Delta, rows: &[Row]) -> Result<(),
         if last.get(&row.id) != Some(&index) {
             continue;
         }
-        upsert(conn, delta, row)?;
+        upsert(conn, delta, known, row)?;
         update_key(conn, row)?;
     }
     Ok(())
@@ -474,7 +518,7 @@ fn save(conn: &Connection, delta: &mut stats::Delta, rows: &[Row]) -> Result<(),
 /// Releases the row's key when its state releases keys, or starts the key's time to live when
 /// it succeeded.
 fn update_key(conn: &Connection, row: &Row) -> Result<(), StoreError> {
-    let Some(key) = row.idempotency_key.as_deref() else {
+    let Some(key) = row.idempotency_key() else {
         return Ok(());
     };
     if !row.status.holds_idempotency_key() {

@@ -1,0 +1,181 @@
+//! The records waiting for the store: queued in the order their states were reached, taken in
+//! batches by concurrent flushes, and tracked until committed.
+//!
+//! Flushes may overlap (each caller writes what is queued when it comes, so a task waiting for
+//! its `running` state to be committed never waits behind an unrelated write), but two states of
+//! one task are never written at once: a record whose task already has a write in flight stays
+//! queued until that write ends. So overlapping writes touch different tasks, and an older state
+//! can never land after a newer one, whatever order the store applies them in.
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::task::{TaskId, TaskRecord};
+
+/// The queue; lives in the manager's state, under its lock.
+#[derive(Debug, Default)]
+pub(crate) struct Unsaved {
+    /// Queued records with their numbers, oldest first.
+    queue: Vec<(u64, TaskRecord)>,
+    /// Tasks with a write in flight.
+    in_flight: HashSet<TaskId>,
+    /// Numbers of the records queued or in flight, not yet committed.
+    outstanding: BTreeSet<u64>,
+    /// How many records were ever queued.
+    queued: u64,
+}
+
+/// Records taken by one flush.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    seqs: Vec<u64>,
+    records: Vec<TaskRecord>,
+}
+
+impl Batch {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub(crate) fn records(&self) -> &[TaskRecord] {
+        &self.records
+    }
+}
+
+impl Unsaved {
+    /// Queues a record; returns its number.
+    pub(crate) fn push(&mut self, record: TaskRecord) -> u64 {
+        self.queued += 1;
+        self.outstanding.insert(self.queued);
+        self.queue.push((self.queued, record));
+        self.queued
+    }
+
+    /// Records waiting (queued, not in flight).
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The number of the last record queued.
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued
+    }
+
+    /// Every record numbered up to this is committed.
+    pub(crate) fn committed_through(&self) -> u64 {
+        self.outstanding
+            .first()
+            .map_or(self.queued, |first| first - 1)
+    }
+
+    /// Takes every queued record whose task has no write in flight.
+    pub(crate) fn take(&mut self) -> Batch {
+        let mut batch = Batch::default();
+        if self.queue.is_empty() {
+            return batch;
+        }
+        let mut held = Vec::new();
+        let mut taken_ids = HashSet::new();
+        for (seq, record) in std::mem::take(&mut self.queue) {
+            let id = record.task_id;
+            if self.in_flight.contains(&id) {
+                held.push((seq, record));
+            } else {
+                taken_ids.insert(id);
+                batch.seqs.push(seq);
+                batch.records.push(record);
+            }
+        }
+        self.in_flight.extend(taken_ids);
+        self.queue = held;
+        batch
+    }
+
+    /// A batch was committed.
+    pub(crate) fn committed(&mut self, batch: Batch) {
+        for seq in &batch.seqs {
+            self.outstanding.remove(seq);
+        }
+        for record in &batch.records {
+            self.in_flight.remove(&record.task_id);
+        }
+    }
+
+    /// A batch failed: its records go back to the front of the queue, in order.
+    pub(crate) fn failed(&mut self, batch: Batch) {
+        for record in &batch.records {
+            self.in_flight.remove(&record.task_id);
+        }
+        let newer = std::mem::take(&mut self.queue);
+        self.queue = batch.seqs.into_iter().zip(batch.records).collect();
+        self.queue.extend(newer);
+        self.queue.sort_by_key(|(seq, _)| *seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskStatus;
+
+    fn record(id: TaskId, status: TaskStatus) -> TaskRecord {
+        let mut record = TaskRecord::pending(id, "t", "me");
+        record.status = status;
+        record
+    }
+
+    #[test]
+    fn a_task_never_has_two_writes_in_flight() {
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let mut unsaved = Unsaved::default();
+        unsaved.push(record(a, TaskStatus::Pending));
+        let first = unsaved.take();
+        unsaved.push(record(a, TaskStatus::Running));
+        unsaved.push(record(b, TaskStatus::Running));
+        let second = unsaved.take();
+        assert_eq!(
+            second
+                .records()
+                .iter()
+                .map(|r| r.task_id)
+                .collect::<Vec<_>>(),
+            [b],
+            "a's newer state waits for its older one"
+        );
+        assert_eq!(unsaved.committed_through(), 0);
+        unsaved.committed(second);
+        assert_eq!(
+            unsaved.committed_through(),
+            0,
+            "record 1 is still in flight"
+        );
+        unsaved.committed(first);
+        assert_eq!(unsaved.committed_through(), 1);
+        let third = unsaved.take();
+        assert_eq!(third.records()[0].status, TaskStatus::Running);
+        unsaved.committed(third);
+        assert_eq!(unsaved.committed_through(), 3);
+        assert_eq!(unsaved.len(), 0);
+    }
+
+    #[test]
+    fn a_failed_batch_goes_back_in_order() {
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let mut unsaved = Unsaved::default();
+        unsaved.push(record(a, TaskStatus::Running));
+        let batch = unsaved.take();
+        unsaved.push(record(b, TaskStatus::Running));
+        unsaved.failed(batch);
+        let retry = unsaved.take();
+        assert_eq!(
+            retry
+                .records()
+                .iter()
+                .map(|r| r.task_id)
+                .collect::<Vec<_>>(),
+            [a, b]
+        );
+        assert_eq!(unsaved.committed_through(), 0);
+        unsaved.committed(retry);
+        assert_eq!(unsaved.committed_through(), 2);
+    }
+}
