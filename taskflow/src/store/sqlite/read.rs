@@ -410,3 +410,25 @@ pub(super) fn instances(conn: &Connection) -> Result<Vec<Instance>, StoreError> 
         })
         .map_err(backend)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{SqliteStore, Store};
+    use crate::task::TaskId;
+
+    /// A burst of reads once opened a connection (and parsed the schema) per read in flight.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_reads_shares_the_configured_connections() {
+        let dir = std::env::temp_dir().join(format!("taskflow-readers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let store = SqliteStore::open(dir.join("tasks.db")).await.expect("opens");
+        let reads = (0..64).map(|_| store.get(TaskId::new()));
+        for found in futures_util::future::join_all(reads).await {
+            assert!(found.expect("reads").is_none());
+        }
+        let opened = store.readers.opened();
+        assert!((1..=4).contains(&opened), "{opened} connections for 4 readers");
+        store.close().await.expect("closes");
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
+}
