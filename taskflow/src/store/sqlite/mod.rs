@@ -304,19 +304,6 @@ fn id_from_blob(bytes: Vec<u8>) -> Option<TaskId> {
     <[u8; 16]>::try_from(bytes).ok().map(TaskId::from_bytes)
 }
 
-/// Decodes a stored record; a corrupt row is reported and skipped, never deleted.
-fn decode_record(id: &[u8], json: &str) -> Option<TaskRecord> {
-    match serde_json::from_str(json) {
-        Ok(record) => Some(record),
-        Err(error) => {
-            let task_id =
-                id_from_blob(id.to_vec()).map_or_else(|| format!("{id:02x?}"), |id| id.to_string());
-            tracing::error!(target: "taskflow::store", %task_id, %error, "skipping a corrupt task row (kept in the file)");
-            None
-        }
-    }
-}
-
 impl Store for SqliteStore {
     fn register_instance(&self, instance: &Instance) -> StoreFuture<'_, ()> {
         let instance = instance.clone();

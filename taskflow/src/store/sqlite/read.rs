@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{decode_record, from_micros, id_from_blob, micros, stats};
+use super::{from_micros, id_from_blob, micros, row, stats};
 use crate::history::{ListPage, Metrics, NameStats, TaskFilter};
 use crate::store::{Instance, StoreError};
 use crate::task::{TaskId, TaskRecord, TaskStatus};
@@ -99,17 +99,15 @@ impl Readers {
 }
 
 pub(super) fn get(conn: &Connection, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-    let json: Option<String> = conn
-        .prepare_cached("SELECT record FROM tasks WHERE id = ?1")
-        .and_then(|mut stmt| stmt.query_row([id.to_bytes()], |r| r.get(0)).optional())
+    let found: Option<Option<TaskRecord>> = conn
+        .prepare_cached(&format!("SELECT {} FROM tasks WHERE id = ?1", row::COLUMNS))
+        .and_then(|mut stmt| stmt.query_row([id.to_bytes()], row::decode).optional())
         .map_err(backend)?;
-    match json {
+    match found {
         None => Ok(None),
-        Some(json) => decode_record(&id.to_bytes(), &json)
-            .map(Some)
-            .ok_or_else(|| {
-                StoreError::Backend(format!("the stored row of task `{id}` is corrupt"))
-            }),
+        Some(decoded) => decoded.map(Some).ok_or_else(|| {
+            StoreError::Backend(format!("the stored row of task `{id}` is corrupt"))
+        }),
     }
 }
 
@@ -191,25 +189,21 @@ pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, S
     let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
     let clause = Clause::new(filter, true);
     let sql = format!(
-        "SELECT id, record FROM tasks WHERE {} ORDER BY id DESC LIMIT {}",
+        "SELECT {} FROM tasks WHERE {} ORDER BY id DESC LIMIT {}",
+        row::COLUMNS,
         clause.sql,
         limit + 1
     );
-    let rows: Vec<(Vec<u8>, String)> = conn
+    let rows: Vec<(Vec<u8>, Option<TaskRecord>)> = conn
         .prepare_cached(&sql)
         .and_then(|mut stmt| {
             stmt.query_map(rusqlite::params_from_iter(&clause.params), |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, row::decode(r)?))
             })?
             .collect::<Result<Vec<_>, _>>()
         })
         .map_err(backend)?;
     let more = rows.len() > limit;
-    let tasks: Vec<TaskRecord> = rows
-        .iter()
-        .take(limit)
-        .filter_map(|(id, json)| decode_record(id, json))
-        .collect();
     let next_cursor = if more {
         rows.get(limit - 1)
             .and_then(|(id, _)| id_from_blob(id.clone()))
@@ -217,6 +211,11 @@ pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, S
     } else {
         None
     };
+    let tasks: Vec<TaskRecord> = rows
+        .into_iter()
+        .take(limit)
+        .filter_map(|(_, record)| record)
+        .collect();
     Ok(ListPage { tasks, next_cursor })
 }
 
@@ -421,13 +420,18 @@ mod tests {
     async fn a_burst_of_reads_shares_the_configured_connections() {
         let dir = std::env::temp_dir().join(format!("taskflow-readers-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let store = SqliteStore::open(dir.join("tasks.db")).await.expect("opens");
+        let store = SqliteStore::open(dir.join("tasks.db"))
+            .await
+            .expect("opens");
         let reads = (0..64).map(|_| store.get(TaskId::new()));
         for found in futures_util::future::join_all(reads).await {
             assert!(found.expect("reads").is_none());
         }
         let opened = store.readers.opened();
-        assert!((1..=4).contains(&opened), "{opened} connections for 4 readers");
+        assert!(
+            (1..=4).contains(&opened),
+            "{opened} connections for 4 readers"
+        );
         store.close().await.expect("closes");
         std::fs::remove_dir_all(&dir).expect("cleaned up");
     }

@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{self, Checkpointer};
-use super::row::Row;
-use super::{decode_record, id_from_blob, micros, stats};
+use super::row::{self, Row};
+use super::{id_from_blob, micros, stats};
 use crate::store::{Inserted, Instance, StoreError};
 use crate::task::{TaskId, TaskRecord, TaskStatus};
 
@@ -590,28 +590,27 @@ fn claim(conn: &Connection, dead: &[String], claimer: &str) -> Result<Vec<TaskRe
         if owner == claimer {
             continue;
         }
-        let rows: Vec<(Vec<u8>, String)> = conn
-            .prepare_cached(
-                "SELECT id, record FROM tasks WHERE instance_id = ?1 AND status IN ('pending', 'running') ORDER BY id",
-            )
+        let rows: Vec<Option<TaskRecord>> = conn
+            .prepare_cached(&format!(
+                "SELECT {} FROM tasks WHERE instance_id = ?1 AND status IN ('pending', 'running') ORDER BY id",
+                row::COLUMNS
+            ))
             .and_then(|mut stmt| {
-                stmt.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()
+                stmt.query_map([owner], row::decode)?
+                    .collect::<Result<Vec<_>, _>>()
             })
             .map_err(backend)?;
         conn.prepare_cached(
-            "UPDATE tasks SET instance_id = ?2, record = json_set(record, '$.instance_id', ?2)
-             WHERE instance_id = ?1 AND status IN ('pending', 'running')",
+            "UPDATE tasks SET instance_id = ?2 WHERE instance_id = ?1 AND status IN ('pending', 'running')",
         )
         .and_then(|mut stmt| stmt.execute(params![owner, claimer]))
         .map_err(backend)?;
         conn.prepare_cached("DELETE FROM instances WHERE id = ?1")
             .and_then(|mut stmt| stmt.execute([owner]))
             .map_err(backend)?;
-        for (id, json) in rows {
-            if let Some(mut record) = decode_record(&id, &json) {
-                record.instance_id = claimer.to_owned();
-                claimed.push(record);
-            }
+        for mut record in rows.into_iter().flatten() {
+            record.instance_id = claimer.to_owned();
+            claimed.push(record);
         }
     }
     Ok(claimed)

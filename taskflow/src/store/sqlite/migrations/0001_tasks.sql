@@ -1,7 +1,8 @@
 -- Task records, idempotency keys, instances and locks.
 -- Times are Unix microseconds (UTC). Task ids are their 16 bytes (UUID v7, so byte order is
--- creation order). `record` holds the whole task record as JSON; the other columns repeat what
--- queries filter and sort on. Unfinished work is found through `tasks_by_status`.
+-- creation order). The columns hold what queries filter and sort on; `record` holds the rest of
+-- the task record as a JSON object without null or empty values (see `row.rs`). Unfinished work
+-- is found through `tasks_by_status`.
 CREATE TABLE tasks (
     seq INTEGER PRIMARY KEY,
     id BLOB NOT NULL UNIQUE,
