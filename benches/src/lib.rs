@@ -340,7 +340,7 @@ mod tests {
         floor_noop(200, 8).await;
         let db = TempDb::new("test");
         let persisted = sqlite_manager(&db.path()).await;
-        let timed = taskflow_run_timed(&persisted, 200, 8, || NoopPersist {}).await;
+        let timed = persisted_run(&persisted, 200, 8).await;
         assert_eq!(timed.adds.len(), 200);
         assert!(timed.add_quantile(0.99) >= timed.add_quantile(0.5));
         persisted.shutdown().await.expect("shuts down");

@@ -67,7 +67,13 @@ impl Delta {
     /// Adds (`sign` = 1) or removes (`sign` = -1) a row's contribution.
     pub(super) fn apply(&mut self, row: Contribution<'_>, sign: i64) {
         let timed = row.timed();
-        let statuses = self.counts.entry(row.name.to_owned()).or_default();
+        // A name is allocated once per transaction, not once per row.
+        if !self.counts.contains_key(row.name) {
+            self.counts.insert(row.name.to_owned(), Vec::new());
+        }
+        let Some(statuses) = self.counts.get_mut(row.name) else {
+            return;
+        };
         let index = match statuses.iter().position(|(s, _)| *s == row.status) {
             Some(index) => index,
             None => {
@@ -80,12 +86,12 @@ impl Delta {
         count.duration_sum += timed.unwrap_or(0.0) * sign as f64;
         count.duration_count += i64::from(timed.is_some()) * sign;
         if let Some(duration) = timed {
-            *self
-                .buckets
-                .entry(row.name.to_owned())
-                .or_default()
-                .entry(bucket(duration))
-                .or_default() += sign;
+            if !self.buckets.contains_key(row.name) {
+                self.buckets.insert(row.name.to_owned(), HashMap::new());
+            }
+            if let Some(buckets) = self.buckets.get_mut(row.name) {
+                *buckets.entry(bucket(duration)).or_default() += sign;
+            }
         }
     }
 
