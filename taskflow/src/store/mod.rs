@@ -220,6 +220,10 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces these records (state changes and finished history). A record in a
     /// state that releases keys (failed, cancelled, interrupted, rejected) releases its key; a
     /// successful one starts its key's time to live.
+    ///
+    /// A manager may have several calls in flight at once, but never two that hold the same
+    /// task: the states of one task are saved one call after another, so an implementation
+    /// need not order concurrent calls.
     fn save<'a>(&'a self, records: &'a [TaskRecord]) -> StoreFuture<'a, ()>;
 
     /// One record.

@@ -116,6 +116,12 @@ impl Default for SqliteOptions {
 
 /// The embedded SQLite store.
 ///
+/// One file in WAL mode. Writes go through one writer thread that applies every operation
+/// queued meanwhile in one transaction (group commit), so concurrent `add`s of `persist` tasks
+/// share a commit and each returns once its row is committed. Copying the log back into the
+/// file (checkpoints) runs on a thread of its own; queries run on a small pool of read-only
+/// connections on the blocking pool, and never wait for the writer.
+///
 /// Opening checks the file before writing anything: a path that cannot be opened, a read-only or
 /// locked file, a file that is not a taskflow database, or a schema newer than this code is an
 /// error, and such a file is left as it was.

@@ -717,3 +717,55 @@ fn trim(conn: &Connection, delta: &mut stats::Delta, max_rows: usize) -> Result<
     )
     .map_err(backend)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::history::TaskFilter;
+    use crate::store::{SqliteStore, Store};
+    use crate::task::{TaskId, TaskRecord, TaskStatus};
+
+    /// The writer remembers the state it last wrote; when another connection changed the row
+    /// since, the next write must notice and count from the row's real state.
+    #[tokio::test]
+    async fn a_row_changed_by_another_connection_keeps_the_figures_right() {
+        let dir = std::env::temp_dir().join(format!("taskflow-known-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("tasks.db");
+        let store = SqliteStore::open(&path).await.expect("opens");
+        let mut record = TaskRecord::pending(TaskId::new(), "job", "me");
+        store.insert(record.clone(), None).await.expect("inserted");
+
+        let other = rusqlite::Connection::open(&path).expect("second connection");
+        other
+            .execute(
+                "UPDATE tasks SET status = 'running' WHERE id = ?1",
+                [record.task_id.to_bytes()],
+            )
+            .expect("changed behind the writer's back");
+        other
+            .execute(
+                "UPDATE task_counts SET count = count - 1 WHERE status = 'pending'",
+                [],
+            )
+            .expect("figures follow");
+        other
+            .execute(
+                "INSERT INTO task_counts (name, status, count, duration_sum, duration_count)
+                 VALUES ('job', 'running', 1, 0, 0)",
+                [],
+            )
+            .expect("figures follow");
+        drop(other);
+
+        record.status = TaskStatus::Success;
+        record.duration = Some(0.5);
+        store.save(&[record]).await.expect("saved");
+        let metrics = store.metrics(&TaskFilter::new()).await.expect("metrics");
+        assert_eq!(metrics.total, 1);
+        assert_eq!(metrics.by_status.get("success"), Some(&1));
+        assert_eq!(metrics.by_status.get("running"), Some(&0));
+        assert_eq!(metrics.by_status.get("pending"), Some(&0));
+        store.close().await.expect("closes");
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
+}
