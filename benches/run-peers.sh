@@ -6,6 +6,7 @@
 #
 #   benches/run-peers.sh                  # 10,000 jobs, median of 3 runs
 #   TASKFLOW_BENCH_TASKS=2000 TASKFLOW_BENCH_REPEAT=1 benches/run-peers.sh
+#   TASKFLOW_BENCH_SYSTEMS=taskflow-sqlite TASKFLOW_BENCH_TASKS=20000 benches/run-peers.sh  # no apalis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp)

@@ -6,7 +6,8 @@
 //! (`benches/peers/effectum`, see `benches/run-peers.sh`).
 //!
 //! Prints one `system=… producers=… tasks=… secs=… per_sec=…` line per run (the median of
-//! `TASKFLOW_BENCH_REPEAT` runs, default 3). `TASKFLOW_BENCH_TASKS` sets `n` (default 10,000).
+//! `TASKFLOW_BENCH_REPEAT` runs, default 3). `TASKFLOW_BENCH_TASKS` sets `n` (default 10,000);
+//! `TASKFLOW_BENCH_SYSTEMS` (a comma-separated list) runs only the systems named.
 //!
 //! ```text
 //! cargo bench -p taskflow-benches --bench peers
@@ -125,6 +126,9 @@ fn main() {
     // `cargo bench` passes `--bench`; this harness takes its settings from the environment.
     let n = env_usize("TASKFLOW_BENCH_TASKS", 10_000);
     let repeat = env_usize("TASKFLOW_BENCH_REPEAT", 3).max(1);
+    // `TASKFLOW_BENCH_SYSTEMS=taskflow-sqlite,apalis-sqlite` runs only those (default: all).
+    let systems = std::env::var("TASKFLOW_BENCH_SYSTEMS").unwrap_or_default();
+    let runs = |system: &str| systems.is_empty() || systems.split(',').any(|s| s == system);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,13 +141,25 @@ fn main() {
             let mut sqlite = Vec::new();
             let mut apalis = Vec::new();
             for _ in 0..repeat {
-                memory.push(taskflow_noop(&manager, n, producers).await);
-                sqlite.push(taskflow_sqlite_run(n, producers).await);
-                apalis.push(apalis_run(n, producers).await);
+                if runs("taskflow-memory") {
+                    memory.push(taskflow_noop(&manager, n, producers).await);
+                }
+                if runs("taskflow-sqlite") {
+                    sqlite.push(taskflow_sqlite_run(n, producers).await);
+                }
+                if runs("apalis-sqlite") {
+                    apalis.push(apalis_run(n, producers).await);
+                }
             }
-            report("taskflow-memory", producers, n, median(memory));
-            report("taskflow-sqlite", producers, n, median(sqlite));
-            report("apalis-sqlite", producers, n, median(apalis));
+            for (system, times) in [
+                ("taskflow-memory", memory),
+                ("taskflow-sqlite", sqlite),
+                ("apalis-sqlite", apalis),
+            ] {
+                if !times.is_empty() {
+                    report(system, producers, n, median(times));
+                }
+            }
         }
         manager.shutdown().await.expect("shuts down");
     });

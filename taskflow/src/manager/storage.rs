@@ -56,8 +56,9 @@ impl Default for StorageConfig {
     }
 }
 
-/// Records waiting for a flush beyond which `add` first waits for one.
-pub(crate) const MAX_UNSAVED: usize = 65_536;
+/// Records not committed yet beyond which `add` first waits for a flush: what bounds the memory
+/// held by history waiting for the store.
+pub(crate) const MAX_UNSAVED: usize = 8_192;
 
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -130,9 +131,9 @@ impl Inner {
         }
     }
 
-    /// Records waiting for a flush.
+    /// Records not committed yet (queued or being written).
     pub(crate) fn unsaved_len(&self) -> usize {
-        self.state.lock().unsaved.len()
+        self.state.lock().unsaved.outstanding()
     }
 
     pub(crate) async fn list(&self, filter: &TaskFilter) -> Result<ListPage> {
@@ -341,7 +342,11 @@ impl Inner {
                 waiters: Vec::new(),
             },
         );
-        self.queue_save(state, id);
+        // A claimed pending row already says all this (the claim moved its owner); only a
+        // requeued running one has news (its log line) to write.
+        if was_running {
+            self.queue_save(state, id);
+        }
         match run_at.and_then(|at| (at - Utc::now()).to_std().ok()) {
             Some(wait) if !wait.is_zero() => executor::schedule(self, id, waiting, wait),
             _ => state.dispatch.push_accepted(queue, waiting),

@@ -50,9 +50,9 @@ impl Unsaved {
         self.queued
     }
 
-    /// Records waiting (queued, not in flight).
-    pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+    /// Records not committed yet, queued or being written: what bounds the memory they hold.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.len()
     }
 
     /// The number of the last record queued.
@@ -132,6 +132,7 @@ mod tests {
         unsaved.push(record(a, TaskStatus::Running));
         unsaved.push(record(b, TaskStatus::Running));
         let second = unsaved.take();
+        assert_eq!(unsaved.outstanding(), 3, "in flight still counts");
         assert_eq!(
             second
                 .records()
@@ -154,7 +155,7 @@ mod tests {
         assert_eq!(third.records()[0].status, TaskStatus::Running);
         unsaved.committed(third);
         assert_eq!(unsaved.committed_through(), 3);
-        assert_eq!(unsaved.len(), 0);
+        assert_eq!(unsaved.outstanding(), 0);
     }
 
     #[test]

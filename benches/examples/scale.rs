@@ -1,0 +1,163 @@
+//! The admin queries over a large history: `scale [rows] [db]` (defaults: `1000000` and a fresh
+//! file in the temp directory). Fills a SQLite file with `rows` finished tasks (two task names,
+//! one in five failed, 100 `tenant` tags) by running them through a manager, then opens the file
+//! in a new manager (so nothing is in memory) and times the calls the admin API and the
+//! dashboard's first snapshot make: `list` (limit 50) 500 times per filter and `metrics` 10 times.
+//! Prints p50/p99/max per call, nearest rank.
+//!
+//! ```text
+//! cargo build --release -p taskflow-benches --example scale
+//! target/release/examples/scale 1000000
+//! ```
+
+use std::time::{Duration, Instant};
+
+use taskflow::{TaskFilter, TaskManager, TaskStatus};
+use taskflow_benches::{TempDb, load_average};
+
+/// Succeeds: most of the history.
+#[taskflow::task(name = "scale.ok")]
+async fn succeed(n: u64) -> Result<u64, String> {
+    Ok(n)
+}
+
+/// Fails: the dead letters the status filter looks for.
+#[taskflow::task(name = "scale.fail")]
+async fn fail(n: u64) -> Result<(), String> {
+    Err(format!("task {n} failed on purpose"))
+}
+
+const PRODUCERS: u64 = 8;
+const CHUNK: u64 = 1_000;
+
+async fn fill(manager: &TaskManager, rows: u64) {
+    let handles: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let manager = manager.clone();
+            tokio::spawn(async move {
+                let mut n = p;
+                let mut last = None;
+                while n < rows {
+                    let tag = ("tenant", format!("t{}", n % 100));
+                    let added = if n.is_multiple_of(5) {
+                        manager.add(Fail { n }).tags([tag]).await
+                    } else {
+                        manager.add(Succeed { n }).tags([tag]).await
+                    };
+                    last = Some(added.expect("enqueued"));
+                    n += PRODUCERS;
+                    if (n / PRODUCERS).is_multiple_of(CHUNK)
+                        && let Some(id) = last.take()
+                    {
+                        taskflow_benches::wait_done(&manager, id).await;
+                    }
+                }
+                if let Some(id) = last {
+                    taskflow_benches::wait_done(&manager, id).await;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("producer finished");
+    }
+}
+
+/// `VmHWM` of `/proc/self/status` (the peak resident set so far), or `?`.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .map(|line| line.trim_start_matches("VmHWM:").trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn quantiles(mut times: Vec<Duration>) -> String {
+    times.sort_unstable();
+    let at = |q: f64| {
+        let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len());
+        times[rank - 1].as_secs_f64() * 1e3
+    };
+    format!(
+        "p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    )
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let rows: u64 = args
+        .next()
+        .map_or(1_000_000, |a| a.parse().expect("rows: a number"));
+    let temp = TempDb::new("scale");
+    let db = args
+        .next()
+        .map_or_else(|| temp.path(), std::path::PathBuf::from);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let started = Instant::now();
+        let manager = TaskManager::builder()
+            .sqlite(&db)
+            .build()
+            .await
+            .expect("builds");
+        fill(&manager, rows).await;
+        manager.shutdown().await.expect("shuts down");
+        println!(
+            "filled {rows} rows in {:.1} s; peak RSS {} ; load {}",
+            started.elapsed().as_secs_f64(),
+            peak_rss(),
+            load_average()
+        );
+
+        let manager = TaskManager::builder()
+            .sqlite(&db)
+            .build()
+            .await
+            .expect("builds again");
+        let filters = [
+            ("list", TaskFilter::new().limit(50)),
+            (
+                "list status=failed",
+                TaskFilter::new().status(TaskStatus::Failed).limit(50),
+            ),
+            (
+                "list name=scale.fail",
+                TaskFilter::new().name("scale.fail").limit(50),
+            ),
+            (
+                "list tag=tenant:t7",
+                TaskFilter::new().tag("tenant:t7").limit(50),
+            ),
+        ];
+        for (label, filter) in filters {
+            let mut times = Vec::with_capacity(500);
+            for _ in 0..500 {
+                let at = Instant::now();
+                let page = manager.list(&filter).await.expect("lists");
+                times.push(at.elapsed());
+                assert_eq!(page.tasks.len(), 50, "{label}");
+            }
+            println!("{label}: {}", quantiles(times));
+        }
+        let mut times = Vec::with_capacity(10);
+        for _ in 0..10 {
+            let at = Instant::now();
+            let metrics = manager.metrics().await.expect("metrics");
+            times.push(at.elapsed());
+            assert_eq!(metrics.total as u64, rows);
+        }
+        println!("metrics: {}; load {}", quantiles(times), load_average());
+        manager.shutdown().await.expect("shuts down");
+    });
+}
