@@ -6,19 +6,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use taskflow::{Registry, Task, TaskRun};
-use taskflow_benches::{FailOnce, Noop, Welcome, floor_noop, manager, taskflow_run};
-use tokio::runtime::Runtime;
+use taskflow_benches::{FailOnce, Noop, Welcome, floor_noop, manager, runtime, taskflow_run};
 
 /// Tasks per measured iteration.
 const BATCH: usize = 1_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 fn enqueue_to_success(c: &mut Criterion) {
     let rt = runtime();

@@ -129,11 +129,7 @@ fn main() {
     // `TASKFLOW_BENCH_SYSTEMS=taskflow-sqlite,apalis-sqlite` runs only those (default: all).
     let systems = std::env::var("TASKFLOW_BENCH_SYSTEMS").unwrap_or_default();
     let runs = |system: &str| systems.is_empty() || systems.split(',').any(|s| s == system);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = taskflow_benches::runtime();
     rt.block_on(async {
         let manager = manager().await;
         for producers in [1, 8, 64] {

@@ -13,11 +13,7 @@ use taskflow_benches::{TempDb, persisted_run, sqlite_manager};
 const BATCH: usize = 1_000;
 
 fn persisted(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = taskflow_benches::runtime();
     let mut group = c.benchmark_group("persisted_enqueue_to_success");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(20);

@@ -27,11 +27,7 @@ fn main() {
     let rounds: usize = args
         .next()
         .map_or(1, |a| a.parse().expect("rounds: a number"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = taskflow_benches::runtime();
     rt.block_on(async {
         for round in 1..=rounds {
             for &p in &producers {

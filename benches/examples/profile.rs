@@ -18,11 +18,7 @@ fn main() {
     let producers: usize = args
         .next()
         .map_or(8, |a| a.parse().expect("producers: a number"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = taskflow_benches::runtime();
     let took = rt.block_on(async {
         let manager = manager().await;
         let took = match system.as_str() {

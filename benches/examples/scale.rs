@@ -99,11 +99,7 @@ fn main() {
     let db = args
         .next()
         .map_or_else(|| temp.path(), std::path::PathBuf::from);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = taskflow_benches::runtime();
     rt.block_on(async {
         let started = Instant::now();
         let manager = TaskManager::builder()

@@ -104,6 +104,20 @@ pub async fn welcome(user_id: u64, email: String) -> Result<u64, String> {
     Ok(user_id + email.len() as u64)
 }
 
+/// The runtime every benchmark runs on: multi-thread, two workers (one per core of the reference
+/// machine), timers and I/O enabled.
+///
+/// # Panics
+///
+/// When the runtime cannot start.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// A manager with the defaults (64 concurrent attempts, 10,000 records of history).
 ///
 /// # Panics
