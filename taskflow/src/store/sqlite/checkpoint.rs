@@ -91,3 +91,40 @@ fn checkpoint(conn: &Connection, mode: &str) -> Result<i64, rusqlite::Error> {
         row.get::<_, i64>(1)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::store::{SqliteStore, Store};
+    use crate::task::{TaskId, TaskRecord};
+
+    /// The writer never checkpoints by itself: without this thread the log would only grow and
+    /// the database file would stay empty until the store is closed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn written_rows_reach_the_database_file_while_the_store_is_open() {
+        let dir = std::env::temp_dir().join(format!("taskflow-checkpoint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("tasks.db");
+        let store = SqliteStore::open(&path).await.expect("opens");
+        let empty = std::fs::metadata(&path).expect("file").len();
+        let records: Vec<TaskRecord> = (0..4 * super::ROWS_PER_HINT)
+            .map(|_| TaskRecord::pending(TaskId::new(), "job", "me"))
+            .collect();
+        store.save(&records).await.expect("saved");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let grown = loop {
+            let size = std::fs::metadata(&path).expect("file").len();
+            if size > empty + 512 * 1024 || Instant::now() > deadline {
+                break size;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            grown > empty + 512 * 1024,
+            "the database file is {grown} bytes (was {empty}): nothing was checkpointed"
+        );
+        store.close().await.expect("closes");
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
+}
