@@ -213,30 +213,37 @@ fn transaction(
     known: &mut Known,
     ops: &[Op],
 ) -> Result<Vec<Outcome>, StoreError> {
-    let result = (|| {
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| {
-                tracing::error!(target: "taskflow::store", error = %e, "cannot begin a write transaction");
-                backend(e)
-            })?;
-        let mut delta = stats::Delta::default();
-        let outcomes = ops
-            .iter()
-            .map(|op| execute(&tx, &mut delta, known, op))
-            .collect::<Result<Vec<_>, _>>()?;
-        delta.write(&tx)?;
-        tx.commit().map_err(|e| {
-            tracing::error!(target: "taskflow::store", error = %e, "write transaction failed to commit");
-            backend(e)
-        })?;
-        Ok(outcomes)
-    })();
+    let result = commit(conn, known, ops);
     if result.is_err() {
         // The rows remembered during a rolled-back transaction may not exist.
         known.clear();
     }
     result
+}
+
+/// Applies `ops` and the figures they change in one transaction and commits it.
+fn commit(
+    conn: &mut Connection,
+    known: &mut Known,
+    ops: &[Op],
+) -> Result<Vec<Outcome>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| {
+            tracing::error!(target: "taskflow::store", error = %e, "cannot begin a write transaction");
+            backend(e)
+        })?;
+    let mut delta = stats::Delta::default();
+    let outcomes = ops
+        .iter()
+        .map(|op| execute(&tx, &mut delta, known, op))
+        .collect::<Result<Vec<_>, _>>()?;
+    delta.write(&tx)?;
+    tx.commit().map_err(|e| {
+        tracing::error!(target: "taskflow::store", error = %e, "write transaction failed to commit");
+        backend(e)
+    })?;
+    Ok(outcomes)
 }
 
 fn execute(
