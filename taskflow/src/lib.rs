@@ -10,6 +10,7 @@ mod dispatch;
 mod error;
 mod executor;
 mod history;
+mod id;
 mod manager;
 mod observe;
 mod registry;
@@ -29,6 +30,7 @@ pub use context::{TaskContext, TaskLogLayer};
 pub use dispatch::{QueueConfig, QueueStats};
 pub use error::{Error, Result};
 pub use history::{ListPage, Metrics, NameStats, TaskFilter};
+pub use id::TaskId;
 pub use manager::{AddBuilder, TaskManager, TaskManagerBuilder};
 pub use observe::{
     FileLogger, FileLoggerBuilder, InMemoryLogger, LifecycleEvent, LogEvent, LogFormat,
@@ -37,7 +39,7 @@ pub use observe::{
 pub use registry::{Registration, Registry};
 pub use task::{
     IntoTaskResult, LogEntry, LogLevel, ParseStatusError, Permanent, Tags, Task, TaskFailure,
-    TaskId, TaskOptions, TaskRecord, TaskResult, TaskRun, TaskStatus,
+    TaskOptions, TaskRecord, TaskResult, TaskRun, TaskStatus,
 };
 /// Declares a function as a task; see the [crate docs](crate#declaring-tasks).
 pub use taskflow_macros::task;

@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub(crate) use crate::id::TaskId;
+
 /// A unit of background work with typed, serializable arguments.
 ///
 /// Implemented by the struct that `#[taskflow::task]` generates for a function; it can also be
@@ -563,83 +565,6 @@ fn chain_has_permanent(error: &(dyn std::error::Error + 'static)) -> bool {
         current = e.source();
     }
     false
-}
-
-/// A task's unique id (a time-ordered UUID, shown as its hyphenated string).
-///
-/// # Examples
-///
-/// ```
-/// let id = taskflow::TaskId::new();
-/// let parsed: taskflow::TaskId = id.to_string().parse().unwrap();
-/// assert_eq!(id, parsed);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskId(uuid::Uuid);
-
-/// Hashes the id as one `u128`: a single hasher write instead of a length and 16 bytes, on the
-/// path of every map lookup by id. Consistent with `Eq`, which compares the same 128 bits.
-impl std::hash::Hash for TaskId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u128(self.0.as_u128());
-    }
-}
-
-impl TaskId {
-    /// A new id, ordered after every id made before it in this process.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let (a, b) = (taskflow::TaskId::new(), taskflow::TaskId::new());
-    /// assert!(a < b);
-    /// ```
-    pub fn new() -> Self {
-        Self(uuid::Uuid::now_v7())
-    }
-
-    /// The id's 16 bytes, big-endian, so that byte order is creation order: a compact key for a
-    /// store.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let id = taskflow::TaskId::new();
-    /// assert_eq!(taskflow::TaskId::from_bytes(id.to_bytes()), id);
-    /// assert!(taskflow::TaskId::new().to_bytes() > id.to_bytes());
-    /// ```
-    pub fn to_bytes(self) -> [u8; 16] {
-        *self.0.as_bytes()
-    }
-
-    /// The id whose bytes are `bytes` (see [`TaskId::to_bytes`]).
-    ///
-    /// # Examples
-    ///
-    /// See [`TaskId::to_bytes`].
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        Self(uuid::Uuid::from_bytes(bytes))
-    }
-}
-
-impl Default for TaskId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.hyphenated(), f)
-    }
-}
-
-impl FromStr for TaskId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        uuid::Uuid::parse_str(s).map(Self)
-    }
 }
 
 /// Where a task is in its lifecycle (lowercase on the wire).

@@ -18,6 +18,7 @@ use crate::dispatch::{Dispatch, QueueConfig};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::history::History;
+use crate::id::IdMap;
 use crate::registry::{Registration, Registry};
 use crate::store::{Instance, Store};
 use crate::task::Task;
@@ -441,7 +442,7 @@ impl TaskManagerBuilder {
                     self.max_blocking_threads,
                     &self.queues,
                 ),
-                live: HashMap::new(),
+                live: IdMap::default(),
                 keys: HashMap::new(),
                 seq: 0,
                 accepting: true,

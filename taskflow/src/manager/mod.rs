@@ -22,6 +22,7 @@ use crate::dispatch::{Dispatch, QueueConfig, QueueIndex, QueueStats};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::history::{History, ListPage, Metrics, TaskFilter};
+use crate::id::IdMap;
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
 use crate::registry::{Registration, Registry};
 use crate::store::Store;
@@ -85,7 +86,7 @@ pub(crate) struct Inner {
 pub(crate) struct State {
     pub(crate) history: History,
     pub(crate) dispatch: Dispatch,
-    pub(crate) live: HashMap<TaskId, Live>,
+    pub(crate) live: IdMap<Live>,
     pub(crate) keys: HashMap<String, TaskId>,
     pub(crate) seq: u64,
     pub(crate) accepting: bool,

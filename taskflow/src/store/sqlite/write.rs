@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::{self, Checkpointer};
 use super::row::{self, Row};
 use super::{id_from_blob, micros, stats};
+use crate::id::IdMap;
 use crate::store::{Inserted, Instance, StoreError};
 use crate::task::{TaskId, TaskRecord, TaskStatus};
 
@@ -439,7 +440,7 @@ fn upsert(
 /// The stored state of the unfinished runs this writer last wrote, so that their next change
 /// needs no lookup. Only a hint: an update made from it checks the row still matches.
 #[derive(Debug, Default)]
-struct Known(HashMap<TaskId, stats::Stored>);
+struct Known(IdMap<stats::Stored>);
 
 impl Known {
     /// More unfinished runs than this are not remembered (each costs a lookup instead).
