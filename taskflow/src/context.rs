@@ -10,6 +10,7 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context as LayerContext;
 
 use crate::manager::Inner;
+use crate::shared_str::SharedStr;
 use crate::task::{LogEntry, LogLevel, Tags, TaskId};
 
 tokio::task_local! {
@@ -37,7 +38,7 @@ pub struct TaskContext {
 
 struct ContextInner {
     id: TaskId,
-    name: String,
+    name: SharedStr,
     attempt: u32,
     tags: Tags,
     manager: Arc<Inner>,
@@ -47,7 +48,7 @@ struct ContextInner {
 impl TaskContext {
     pub(crate) fn new(
         id: TaskId,
-        name: String,
+        name: SharedStr,
         attempt: u32,
         tags: Tags,
         manager: Arc<Inner>,

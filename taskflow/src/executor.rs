@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::context::TaskContext;
 use crate::dispatch::{QueueIndex, Waiting};
 use crate::manager::{Inner, State};
+use crate::shared_str::SharedStr;
 use crate::task::{LogEntry, LogLevel, Tags, TaskFailure, TaskId, TaskResult, TaskRun, TaskStatus};
 
 /// An attempt chosen to start, carried out of the lock to [`launch`].
@@ -25,7 +26,7 @@ pub(crate) struct Start {
     queue: QueueIndex,
     blocking: bool,
     run: TaskRun,
-    name: String,
+    name: SharedStr,
     attempt: u32,
     tags: Tags,
     timeout: Option<Duration>,

@@ -264,7 +264,7 @@ impl Metrics {
             .entry(record.status.as_str().to_owned())
             .or_default() += 1;
         self.by_name
-            .entry(record.func_name.clone())
+            .entry(record.func_name.to_string())
             .or_default()
             .total += 1;
     }
@@ -426,7 +426,7 @@ pub(crate) fn metrics_of<'a>(records: impl Iterator<Item = &'a TaskRecord>) -> M
             .or_default() += 1;
         all.add(record);
         per_name
-            .entry(record.func_name.clone())
+            .entry(record.func_name.to_string())
             .or_default()
             .add(record);
     }

@@ -14,6 +14,7 @@ mod id;
 mod manager;
 mod observe;
 mod registry;
+mod shared_str;
 pub mod store;
 mod task;
 
@@ -37,6 +38,7 @@ pub use observe::{
     ObserverFuture, ObserverStats, StdoutLogger, TaskEvent, TaskObserver,
 };
 pub use registry::{Registration, Registry};
+pub use shared_str::SharedStr;
 pub use task::{
     IntoTaskResult, LogEntry, LogLevel, ParseStatusError, Permanent, Tags, Task, TaskFailure,
     TaskOptions, TaskRecord, TaskResult, TaskRun, TaskStatus,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub(crate) use crate::id::TaskId;
+use crate::shared_str::SharedStr;
 
 /// A unit of background work with typed, serializable arguments.
 ///
@@ -793,7 +794,7 @@ pub struct TaskRecord {
     /// The task's id.
     pub task_id: TaskId,
     /// The task's registered name.
-    pub func_name: String,
+    pub func_name: SharedStr,
     /// Its state.
     pub status: TaskStatus,
     /// When it was enqueued.
@@ -815,19 +816,19 @@ pub struct TaskRecord {
     /// Tags given at enqueue.
     pub tags: Tags,
     /// How it was started: `"task"` (declared), `"spawn"` (ad-hoc future) or `"retry"`.
-    pub source: String,
+    pub source: SharedStr,
     /// Its priority within the queue.
     pub priority: i32,
     /// Its queue.
-    pub queue: String,
+    pub queue: SharedStr,
     /// Where its attempts run: `"async"` or `"blocking"`.
-    pub executor: String,
+    pub executor: SharedStr,
     /// The current (or last) attempt, 1-based; 0 before the first starts.
     pub attempt: u32,
     /// The idempotency key given at enqueue.
     pub idempotency_key: Option<String>,
     /// The instance that owns the run.
-    pub instance_id: String,
+    pub instance_id: SharedStr,
     /// The JSON result of a successful run.
     pub result: Option<Value>,
     /// The JSON arguments (the admin API shows them only with `display_args`).
@@ -848,10 +849,14 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     /// A new pending record; the caller fills in `source`, `queue` and `executor`.
-    pub(crate) fn pending(task_id: TaskId, func_name: &str, instance_id: &str) -> Self {
+    pub(crate) fn pending(
+        task_id: TaskId,
+        func_name: impl Into<SharedStr>,
+        instance_id: impl Into<SharedStr>,
+    ) -> Self {
         Self {
             task_id,
-            func_name: func_name.to_owned(),
+            func_name: func_name.into(),
             status: TaskStatus::Pending,
             created_at: Utc::now(),
             start_time: None,
@@ -862,13 +867,13 @@ impl TaskRecord {
             stacktrace: None,
             logs: Vec::new(),
             tags: Tags::new(),
-            source: String::new(),
+            source: SharedStr::default(),
             priority: 0,
-            queue: String::new(),
-            executor: String::new(),
+            queue: SharedStr::default(),
+            executor: SharedStr::default(),
             attempt: 0,
             idempotency_key: None,
-            instance_id: instance_id.to_owned(),
+            instance_id: instance_id.into(),
             result: None,
             args: None,
             retry_of: None,

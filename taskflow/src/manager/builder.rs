@@ -454,7 +454,7 @@ impl TaskManagerBuilder {
             tracker: TaskTracker::new(),
             stopping: CancellationToken::new(),
             events,
-            instance_id,
+            instance_id: instance_id.into(),
             started_at: Utc::now(),
             shutdown_timeout: self.shutdown_timeout,
             max_log_entries: self.max_log_entries,

@@ -16,6 +16,7 @@ use crate::dispatch::Waiting;
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::store::Inserted;
+use crate::shared_str::SharedStr;
 use crate::task::{Tags, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
 
 /// What a new task needs besides its record, carried from `prepare` to `commit`.
@@ -74,20 +75,21 @@ impl Inner {
 
     /// Builds the record of a new task; no lock, no I/O.
     fn prepare(&self, new: NewTask, opts: AddOptions) -> (TaskRecord, Runnable) {
-        let mut record = TaskRecord::pending(TaskId::new(), &new.name, &self.instance_id);
-        record.queue = opts.queue.unwrap_or_else(|| new.options.queue.to_owned());
+        let mut record = TaskRecord::pending(TaskId::new(), new.name, self.instance_id.clone());
+        record.queue = opts
+            .queue
+            .unwrap_or(SharedStr::from_static(new.options.queue));
         record.priority = opts.priority.unwrap_or(new.options.priority);
         record.tags = opts.tags;
         record.idempotency_key = opts.idempotency_key;
         record.args = new.args;
-        record.source = new.source.to_owned();
+        record.source = SharedStr::from_static(new.source);
         record.retry_of = new.retry_of;
-        record.executor = if new.first.is_blocking() {
+        record.executor = SharedStr::from_static(if new.first.is_blocking() {
             "blocking"
         } else {
             "async"
-        }
-        .to_owned();
+        });
         record.run_at = opts.run_at.map(|(_, at)| at);
         record.persist = new.options.persist && self.store.is_some();
         record.trace_parent = crate::observe::trace_parent();
@@ -144,7 +146,10 @@ impl Inner {
                 record,
                 format!("queue `{queue}` is full ({max_size} pending tasks)"),
             );
-            return Err(Error::QueueFull { queue, max_size });
+            return Err(Error::QueueFull {
+                queue: queue.into(),
+                max_size,
+            });
         }
         if self.store.is_none()
             && let Some(key) = &record.idempotency_key
@@ -187,7 +192,7 @@ impl Inner {
 
 /// A task about to be enqueued.
 pub(crate) struct NewTask {
-    pub(crate) name: String,
+    pub(crate) name: SharedStr,
     pub(crate) options: TaskOptions,
     pub(crate) args: Option<Value>,
     pub(crate) first: TaskRun,
@@ -201,7 +206,7 @@ struct AddOptions {
     idempotency_key: Option<String>,
     tags: Tags,
     priority: Option<i32>,
-    queue: Option<String>,
+    queue: Option<SharedStr>,
     run_at: Option<(Duration, DateTime<Utc>)>,
 }
 
@@ -284,7 +289,7 @@ impl AddBuilder {
     /// # Examples
     ///
     /// See [`AddBuilder`].
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+    pub fn queue(mut self, queue: impl Into<SharedStr>) -> Self {
         self.options.queue = Some(queue.into());
         self
     }

@@ -26,6 +26,7 @@ use crate::id::IdMap;
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
 use crate::registry::{Registration, Registry};
 use crate::store::Store;
+use crate::shared_str::SharedStr;
 use crate::task::{
     LogEntry, Task, TaskFailure, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus,
 };
@@ -65,7 +66,7 @@ pub(crate) struct Inner {
     pub(crate) tracker: TaskTracker,
     pub(crate) stopping: CancellationToken,
     pub(crate) events: tokio::sync::broadcast::Sender<Arc<TaskEvent>>,
-    pub(crate) instance_id: String,
+    pub(crate) instance_id: SharedStr,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_log_entries: usize,
@@ -195,7 +196,7 @@ impl TaskManager {
             .map(|json| {
                 let first = args.clone().run();
                 NewTask {
-                    name: T::NAME.to_owned(),
+                    name: SharedStr::from_static(T::NAME),
                     options: T::OPTIONS,
                     args: Some(json),
                     first,
@@ -231,7 +232,7 @@ impl TaskManager {
         F::Output: crate::task::IntoTaskResult,
     {
         let task = NewTask {
-            name: name.into(),
+            name: SharedStr::from(name.into()),
             options: TaskOptions::new(),
             args: None,
             first: TaskRun::from_future(future),
@@ -388,7 +389,7 @@ impl TaskManager {
             }),
             Some(record) => Err(Error::NotOwned {
                 id,
-                instance: record.instance_id,
+                instance: record.instance_id.into(),
             }),
         }
     }
@@ -506,7 +507,7 @@ impl TaskManager {
                     source,
                 })
                 .map(|first| NewTask {
-                    name: name.to_owned(),
+                    name: SharedStr::from_static(registration.name()),
                     options: *registration.options(),
                     args: Some(args.clone()),
                     first,

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::shared_str::SharedStr;
 use crate::task::{LogEntry, LogLevel, Tags, TaskId, TaskRecord, TaskStatus};
 
 /// One event of the feed.
@@ -64,7 +65,7 @@ pub struct LifecycleEvent {
     /// The task.
     pub task_id: TaskId,
     /// Its name.
-    pub name: String,
+    pub name: SharedStr,
     /// Its new state.
     pub status: TaskStatus,
     /// When it changed.
@@ -82,7 +83,7 @@ pub struct LifecycleEvent {
     /// Its tags.
     pub tags: Tags,
     /// Its queue.
-    pub queue: String,
+    pub queue: SharedStr,
 }
 
 impl LifecycleEvent {
@@ -114,7 +115,7 @@ pub struct LogEvent {
     /// The task.
     pub task_id: TaskId,
     /// Its name.
-    pub name: String,
+    pub name: SharedStr,
     /// The entry's level.
     pub level: LogLevel,
     /// The message.

@@ -169,7 +169,7 @@ impl TaskObserver for PrometheusObserver {
                 let seconds = (e.time - started).as_seconds_f64().max(0.0);
                 self.durations
                     .get_or_create(&Name {
-                        name: e.name.clone(),
+                        name: e.name.to_string(),
                     })
                     .observe(seconds);
             }
@@ -177,7 +177,7 @@ impl TaskObserver for PrometheusObserver {
                 TaskStatus::Pending if e.attempt > 0 => {
                     self.retries
                         .get_or_create(&Name {
-                            name: e.name.clone(),
+                            name: e.name.to_string(),
                         })
                         .inc();
                 }

@@ -198,10 +198,10 @@ impl Store for MemoryStore {
         let mut claimed = Vec::new();
         let known: Vec<String> = inner.instances.keys().cloned().collect();
         for record in inner.records.values_mut() {
-            let orphaned =
-                dead.contains(&record.instance_id) || !known.contains(&record.instance_id);
+            let owner = record.instance_id.as_str();
+            let orphaned = dead.iter().any(|d| d == owner) || !known.iter().any(|k| k == owner);
             if !record.status.is_finished() && orphaned {
-                record.instance_id = claimer.to_owned();
+                record.instance_id = claimer.into();
                 claimed.push(record.clone());
             }
         }

@@ -129,10 +129,10 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
             serde_json::from_str(&body).map_err(|e| format!("its record: {e}"))?;
         let name: String = row.get(1).map_err(|e| e.to_string())?;
         let instance_id: String = row.get(3).map_err(|e| e.to_string())?;
-        let mut record = TaskRecord::pending(task_id, &name, &instance_id);
+        let mut record = TaskRecord::pending(task_id, name, instance_id);
         record.status = status;
         record.idempotency_key = row.get(4).map_err(|e| e.to_string())?;
-        record.queue = row.get(5).map_err(|e| e.to_string())?;
+        record.queue = row.get::<_, String>(5).map_err(|e| e.to_string())?.into();
         record.persist = row.get(6).map_err(|e| e.to_string())?;
         record.tags = tags;
         record.created_at = body.created_at;
@@ -143,9 +143,9 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
         record.error = body.error;
         record.stacktrace = body.stacktrace;
         record.logs = body.logs;
-        record.source = body.source;
+        record.source = body.source.into();
         record.priority = body.priority;
-        record.executor = body.executor;
+        record.executor = body.executor.into();
         record.attempt = body.attempt;
         record.result = body.result;
         record.args = body.args;

@@ -643,7 +643,7 @@ fn claim(conn: &Connection, dead: &[String], claimer: &str) -> Result<Vec<TaskRe
             .and_then(|mut stmt| stmt.execute([owner]))
             .map_err(backend)?;
         for mut record in rows.into_iter().flatten() {
-            record.instance_id = claimer.to_owned();
+            record.instance_id = claimer.into();
             claimed.push(record);
         }
     }
