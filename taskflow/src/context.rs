@@ -3,7 +3,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -43,6 +48,10 @@ struct ContextInner {
     tags: Tags,
     manager: Arc<Inner>,
     panic_trace: parking_lot::Mutex<Option<String>>,
+    /// Set when the attempt must end (cancelled, or aborted at shutdown), or once it ended.
+    stopped: AtomicBool,
+    /// Wakes the attempt when it is stopped.
+    stop_waker: AtomicWaker,
 }
 
 impl TaskContext {
@@ -61,6 +70,8 @@ impl TaskContext {
                 tags,
                 manager,
                 panic_trace: parking_lot::Mutex::new(None),
+                stopped: AtomicBool::new(false),
+                stop_waker: AtomicWaker::new(),
             }),
         }
     }
@@ -167,6 +178,29 @@ impl TaskContext {
         f()
     }
 
+    /// The manager running this attempt.
+    pub(crate) fn manager(&self) -> &Arc<Inner> {
+        &self.inner.manager
+    }
+
+    /// Ends the attempt at its next poll (it resolves [`Self::stopped`]); does nothing once the
+    /// attempt has ended.
+    pub(crate) fn stop(&self) {
+        if !self.inner.stopped.swap(true, Ordering::AcqRel) {
+            self.inner.stop_waker.wake();
+        }
+    }
+
+    /// Notes that the attempt ended on its own, so a later [`Self::stop`] has nothing to wake.
+    pub(crate) fn mark_ended(&self) {
+        self.inner.stopped.store(true, Ordering::Release);
+    }
+
+    /// Resolves once [`Self::stop`] is called.
+    pub(crate) fn stopped(&self) -> Stopped<'_> {
+        Stopped(&self.inner)
+    }
+
     /// Keeps the stack trace captured by the panic hook for this attempt.
     pub(crate) fn set_panic_trace(&self, trace: String) {
         *self.inner.panic_trace.lock() = Some(trace);
@@ -175,6 +209,25 @@ impl TaskContext {
     /// Takes the stack trace of a panic in this attempt, if one was captured.
     pub(crate) fn take_panic_trace(&self) -> Option<String> {
         self.inner.panic_trace.lock().take()
+    }
+}
+
+/// The future of [`TaskContext::stopped`].
+pub(crate) struct Stopped<'a>(&'a ContextInner);
+
+impl Future for Stopped<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.stopped.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.0.stop_waker.register(cx.waker());
+        if self.0.stopped.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 

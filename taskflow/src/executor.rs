@@ -11,36 +11,34 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::FutureExt;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::context::TaskContext;
 use crate::dispatch::{QueueIndex, Waiting};
+use crate::few::Few;
 use crate::manager::{Inner, State};
-use crate::shared_str::SharedStr;
-use crate::task::{LogEntry, LogLevel, Tags, TaskFailure, TaskId, TaskResult, TaskRun, TaskStatus};
+use crate::task::{LogEntry, LogLevel, TaskFailure, TaskId, TaskResult, TaskRun, TaskStatus};
 
 /// An attempt chosen to start, carried out of the lock to [`launch`].
 pub(crate) struct Start {
-    id: TaskId,
+    context: TaskContext,
     queue: QueueIndex,
     blocking: bool,
     run: TaskRun,
-    name: SharedStr,
-    attempt: u32,
-    tags: Tags,
     timeout: Option<Duration>,
-    cancel: CancellationToken,
     parent_span: tracing::Span,
     /// For a persisted task, the store number of its `running` record, committed before the
     /// attempt's body starts.
     running_seq: Option<u64>,
 }
 
+/// The attempts one call to [`Inner::pump`] chose: usually none or one.
+pub(crate) type Starts = Few<Start>;
+
 /// A running attempt's place in its queue and in the manager's limits. Freed by
 /// [`Inner::finish`], or on drop if the attempt is dropped without finishing.
 struct Slot {
-    inner: Arc<Inner>,
+    context: TaskContext,
     queue: QueueIndex,
     blocking: bool,
     armed: bool,
@@ -59,7 +57,7 @@ impl Drop for Slot {
         if !self.armed {
             return;
         }
-        let inner = Arc::clone(&self.inner);
+        let inner = Arc::clone(self.context.manager());
         self.release(&mut inner.state.lock());
         // The attempt was dropped without finishing (cancelled, aborted, or its runtime is
         // closing). Start what can start next from a task of its own: starting it from inside
@@ -75,8 +73,8 @@ impl Drop for Slot {
 
 impl Inner {
     /// Takes every waiting task that may start now and marks it running.
-    pub(crate) fn pump(&self, state: &mut State) -> Vec<Start> {
-        let mut starts = Vec::new();
+    pub(crate) fn pump(self: &Arc<Self>, state: &mut State) -> Starts {
+        let mut starts = Starts::new();
         if !state.accepting {
             return starts;
         }
@@ -108,25 +106,26 @@ impl Inner {
                 self.push_log(record, entry);
             }
             self.publish_state(record);
-            starts.push(Start {
+            let context = TaskContext::new(
                 id,
+                record.func_name.clone(),
+                record.attempt,
+                record.tags.clone(),
+                Arc::clone(self),
+            );
+            live.attempt = Some(context.clone());
+            let (timeout, parent_span) = (live.options.timeout, live.parent_span.clone());
+            let persist = record.persist;
+            let running_seq = self.queue_save(state, id).filter(|_| persist);
+            starts.push(Start {
+                context,
                 queue,
                 blocking: waiting.blocking,
                 run,
-                name: record.func_name.clone(),
-                attempt: record.attempt,
-                tags: record.tags.clone(),
-                timeout: live.options.timeout,
-                cancel: live.cancel.clone(),
-                parent_span: live.parent_span.clone(),
-                running_seq: None,
+                timeout,
+                parent_span,
+                running_seq,
             });
-            let running_seq = self
-                .queue_save(state, id)
-                .filter(|_| record_persisted(state, id));
-            if let Some(start) = starts.last_mut() {
-                start.running_seq = running_seq;
-            }
         }
         starts
     }
@@ -257,10 +256,6 @@ impl Inner {
     }
 }
 
-fn record_persisted(state: &State, id: TaskId) -> bool {
-    state.history.get(id).is_some_and(|r| r.persist)
-}
-
 /// Puts a waiting task back in its queue after `wait` (a delayed start or a retry wait).
 pub(crate) fn schedule(inner: &Arc<Inner>, id: TaskId, waiting: Waiting, wait: Duration) {
     let inner = Arc::clone(inner);
@@ -293,51 +288,46 @@ pub(crate) fn schedule(inner: &Arc<Inner>, id: TaskId, waiting: Waiting, wait: D
 }
 
 /// Spawns the attempts chosen by [`Inner::pump`]. Call with the state lock released.
-pub(crate) fn launch(inner: &Arc<Inner>, starts: Vec<Start>) {
+pub(crate) fn launch(inner: &Arc<Inner>, starts: Starts) {
     for start in starts {
+        let context = start.context;
+        let (id, attempt) = (context.id(), context.attempt());
         // A root span (not a child of whatever span launches it: a request, or the attempt
         // that freed the slot) that follows from the span that enqueued the task.
         let span = tracing::info_span!(
             target: "taskflow::executor",
             parent: None,
             "taskflow.task",
-            task_id = %start.id,
-            name = %start.name,
-            attempt = start.attempt,
+            task_id = %id,
+            name = %context.name(),
+            attempt,
         );
         span.follows_from(&start.parent_span);
-        crate::observe::continue_trace(&span, inner, start.id);
-        let context = TaskContext::new(
-            start.id,
-            start.name,
-            start.attempt,
-            start.tags,
-            Arc::clone(inner),
-        );
+        crate::observe::continue_trace(&span, inner, id);
         let slot = Slot {
-            inner: Arc::clone(inner),
+            context: context.clone(),
             queue: start.queue,
             blocking: start.blocking,
             armed: true,
         };
-        let (id, attempt, timeout, cancel) = (start.id, start.attempt, start.timeout, start.cancel);
-        let running_seq = start.running_seq;
-        let task_inner = Arc::clone(inner);
+        let (timeout, running_seq) = (start.timeout, start.running_seq);
         match start.run {
             TaskRun::Async(future) => {
                 let attempt_future = async move {
+                    let inner = context.manager();
                     let run = async {
                         if let Some(seq) = running_seq {
-                            task_inner.commit_running(id, seq).await;
+                            inner.commit_running(id, seq).await;
                         }
-                        run_async(future, context, timeout).await
+                        run_async(future, context.clone(), timeout).await
                     };
                     let outcome = tokio::select! {
                         biased;
-                        () = cancel.cancelled() => None,
+                        () = context.stopped() => None,
                         outcome = run => Some(outcome),
                     };
-                    task_inner.finish(id, attempt, outcome, Some(slot));
+                    context.mark_ended();
+                    inner.finish(id, attempt, outcome, Some(slot));
                 };
                 inner
                     .tracker
@@ -346,18 +336,23 @@ pub(crate) fn launch(inner: &Arc<Inner>, starts: Vec<Start>) {
             TaskRun::Blocking(f) => {
                 let (sender, receiver) = tokio::sync::oneshot::channel();
                 let job_span = span.clone();
+                let job_context = context.clone();
                 let job = Box::new(move || {
                     let _slot = slot;
-                    let outcome = job_span
-                        .in_scope(|| context.clone().enter_blocking(|| run_blocking(f, &context)));
+                    let outcome = job_span.in_scope(|| {
+                        job_context
+                            .clone()
+                            .enter_blocking(|| run_blocking(f, &job_context))
+                    });
                     let _ = sender.send(outcome);
                 });
                 let coordinator = async move {
+                    let inner = context.manager();
                     let received = async {
                         if let Some(seq) = running_seq {
-                            task_inner.commit_running(id, seq).await;
+                            inner.commit_running(id, seq).await;
                         }
-                        if let Err(job) = task_inner.blocking.execute(job) {
+                        if let Err(job) = inner.blocking.execute(job) {
                             drop(job);
                         }
                         match timeout {
@@ -369,12 +364,13 @@ pub(crate) fn launch(inner: &Arc<Inner>, starts: Vec<Start>) {
                     };
                     let outcome = tokio::select! {
                         biased;
-                        () = cancel.cancelled() => None,
+                        () = context.stopped() => None,
                         received = received => Some(received.unwrap_or_else(|_| {
                             Err(TaskFailure::new("the blocking pool is closed; the attempt did not run"))
                         })),
                     };
-                    task_inner.finish(id, attempt, outcome, None);
+                    context.mark_ended();
+                    inner.finish(id, attempt, outcome, None);
                 };
                 inner
                     .tracker

@@ -9,6 +9,7 @@ mod context;
 mod dispatch;
 mod error;
 mod executor;
+mod few;
 mod history;
 mod id;
 mod manager;
@@ -32,7 +33,7 @@ pub use dispatch::{QueueConfig, QueueStats};
 pub use error::{Error, Result};
 pub use history::{ListPage, Metrics, NameStats, TaskFilter};
 pub use id::TaskId;
-pub use manager::{AddBuilder, TaskManager, TaskManagerBuilder};
+pub use manager::{AddBuilder, AddFuture, TaskManager, TaskManagerBuilder};
 pub use observe::{
     FileLogger, FileLoggerBuilder, InMemoryLogger, LifecycleEvent, LogEvent, LogFormat,
     ObserverFuture, ObserverStats, StdoutLogger, TaskEvent, TaskObserver,

@@ -6,17 +6,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::task::{Context, Poll};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use super::storage::MAX_UNSAVED;
 use super::{Factory, Inner, Live, State, TaskManager};
 use crate::dispatch::Waiting;
 use crate::error::{Error, Result};
 use crate::executor;
-use crate::store::Inserted;
+use crate::few::Few;
 use crate::shared_str::SharedStr;
+use crate::store::Inserted;
 use crate::task::{Tags, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
 
 /// What a new task needs besides its record, carried from `prepare` to `commit`.
@@ -29,9 +31,24 @@ struct Runnable {
 }
 
 impl Inner {
+    /// Whether accepting this task waits for the store: a `persist` task is written first, a key
+    /// is reserved there, and a full backlog of unsaved records is flushed first.
+    fn accept_waits(&self, new: &NewTask, opts: &AddOptions) -> bool {
+        self.store.is_some()
+            && (new.options.persist
+                || opts.idempotency_key.is_some()
+                || self.unsaved_len() > MAX_UNSAVED)
+    }
+
+    /// Accepts a task that does not wait for the store: prepared and queued at once.
+    fn accept_now(self: &Arc<Self>, new: NewTask, opts: AddOptions) -> Result<TaskId> {
+        let (record, runnable) = self.prepare(new, opts);
+        self.enqueue(record, runnable, false)
+    }
+
     /// Accepts a task: stored first when it is `persist` (or its key reserved when it has one),
     /// then queued. `Ok` for a `persist` task means committed.
-    async fn accept(self: &Arc<Self>, new: NewTask, opts: AddOptions) -> Result<TaskId> {
+    async fn accept(self: Arc<Self>, new: NewTask, opts: AddOptions) -> Result<TaskId> {
         if !self.state.lock().accepting {
             return Err(Error::ShuttingDown);
         }
@@ -60,6 +77,17 @@ impl Inner {
                 return Ok(holder);
             }
         }
+        self.enqueue(record, runnable, stored)
+    }
+
+    /// Queues a prepared task and starts what can start. `stored`: its row or key is already in
+    /// the store.
+    fn enqueue(
+        self: &Arc<Self>,
+        record: TaskRecord,
+        runnable: Runnable,
+        stored: bool,
+    ) -> Result<TaskId> {
         let (accepted, starts, _graveyard) = {
             let mut state = self.state.lock();
             let accepted = self.commit(&mut state, record, runnable, stored);
@@ -166,9 +194,9 @@ impl Inner {
                 next: Some(runnable.first),
                 factory: runnable.factory,
                 blocking,
-                cancel: CancellationToken::new(),
+                attempt: None,
                 parent_span: runnable.parent_span,
-                waiters: Vec::new(),
+                waiters: Few::new(),
             },
         );
         if let Some(wait) = runnable.wait {
@@ -328,9 +356,79 @@ impl AddBuilder {
 
 impl IntoFuture for AddBuilder {
     type Output = Result<TaskId>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<TaskId>> + Send>>;
+    type IntoFuture = AddFuture;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.manager.inner.accept(self.task?, self.options).await })
+    fn into_future(self) -> AddFuture {
+        AddFuture(AddState::Start(Some(self)))
+    }
+}
+
+/// The future of an awaited [`AddBuilder`]: resolves to the new task's id.
+///
+/// A task that waits for nothing (no store, or neither `persist` nor an idempotency key) is
+/// accepted in its first poll without allocating; one that waits for the store is accepted by a
+/// boxed future.
+///
+/// # Cancel safety
+///
+/// Dropping it before it resolves may or may not have enqueued the task (a `persist` task may
+/// already be committed).
+///
+/// # Panics
+///
+/// When polled again after it resolved, like any future that completed.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), taskflow::Error> {
+/// use std::future::IntoFuture;
+/// let manager = taskflow::TaskManager::builder().build().await?;
+/// let adding: taskflow::AddFuture = manager.spawn("later", async {}).into_future();
+/// let id = adding.await?;
+/// manager.wait(id).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct AddFuture(AddState);
+
+enum AddState {
+    Start(Option<AddBuilder>),
+    Storing(Pin<Box<dyn Future<Output = Result<TaskId>> + Send>>),
+}
+
+impl Future for AddFuture {
+    type Output = Result<TaskId>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<TaskId>> {
+        loop {
+            match &mut self.0 {
+                AddState::Storing(accepting) => return accepting.as_mut().poll(cx),
+                AddState::Start(builder) => {
+                    let AddBuilder {
+                        manager,
+                        task,
+                        options,
+                    } = builder.take().expect("`AddFuture` polled after it resolved");
+                    let task = match task {
+                        Ok(task) => task,
+                        Err(error) => return Poll::Ready(Err(error)),
+                    };
+                    let inner = manager.inner;
+                    if !inner.accept_waits(&task, &options) {
+                        return Poll::Ready(inner.accept_now(task, options));
+                    }
+                    self.0 = AddState::Storing(Box::pin(inner.accept(task, options)));
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for AddFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddFuture").finish_non_exhaustive()
     }
 }

@@ -22,6 +22,8 @@ use crate::dispatch::{Dispatch, QueueConfig, QueueIndex, QueueStats};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::history::{History, ListPage, Metrics, TaskFilter};
+use crate::context::TaskContext;
+use crate::few::Few;
 use crate::id::IdMap;
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
 use crate::registry::{Registration, Registry};
@@ -32,7 +34,7 @@ use crate::task::{
 };
 
 pub use builder::TaskManagerBuilder;
-pub use enqueue::AddBuilder;
+pub use enqueue::{AddBuilder, AddFuture};
 pub(crate) use enqueue::NewTask;
 pub(crate) use storage::StorageConfig;
 
@@ -119,10 +121,11 @@ pub(crate) struct Live {
     pub(crate) next: Option<TaskRun>,
     pub(crate) factory: Factory,
     pub(crate) blocking: bool,
-    pub(crate) cancel: CancellationToken,
+    /// The running attempt's context, through which it is stopped; `None` while pending.
+    pub(crate) attempt: Option<TaskContext>,
     pub(crate) parent_span: tracing::Span,
     /// Callers of [`TaskManager::wait`], sent the final record when the task concludes.
-    pub(crate) waiters: Vec<tokio::sync::oneshot::Sender<TaskRecord>>,
+    pub(crate) waiters: Few<tokio::sync::oneshot::Sender<TaskRecord>>,
 }
 
 /// How to make the next attempt of a task.
@@ -848,8 +851,8 @@ impl Inner {
         update: impl FnOnce(&mut TaskRecord),
     ) {
         let live = state.live.remove(&id);
-        if let Some(live) = &live {
-            live.cancel.cancel();
+        if let Some(attempt) = live.as_ref().and_then(|live| live.attempt.as_ref()) {
+            attempt.stop();
         }
         let Some(record) = state.history.get_mut(id) else {
             return;

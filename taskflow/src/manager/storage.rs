@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Factory, Inner, Live, State};
 use crate::error::Result;
 use crate::executor;
+use crate::few::Few;
 use crate::history::{ListPage, Metrics, TaskFilter};
 use crate::store::Instance;
 use crate::task::{LogEntry, LogLevel, TaskId, TaskRecord, TaskStatus};
@@ -211,8 +212,8 @@ impl Inner {
                 r.error = Some("not started before shutdown".to_owned());
             });
         }
-        if let Some(live) = state.live.remove(&id) {
-            live.cancel.cancel();
+        if let Some(attempt) = state.live.remove(&id).and_then(|live| live.attempt) {
+            attempt.stop();
         }
         if let Some(record) = state.history.get_mut(id) {
             record.persist = true;
@@ -237,8 +238,8 @@ impl Inner {
                 r.error = Some(message.to_owned())
             });
         }
-        if let Some(live) = state.live.remove(&id) {
-            live.cancel.cancel();
+        if let Some(attempt) = state.live.remove(&id).and_then(|live| live.attempt) {
+            attempt.stop();
         }
         if let Some(record) = state.history.get_mut(id) {
             record.status = TaskStatus::Pending;
@@ -337,9 +338,9 @@ impl Inner {
                 next: Some(run),
                 factory: Factory::Stored(registration, args),
                 blocking,
-                cancel: CancellationToken::new(),
+                attempt: None,
                 parent_span: tracing::Span::none(),
-                waiters: Vec::new(),
+                waiters: Few::new(),
             },
         );
         // A claimed pending row already says all this (the claim moved its owner); only a

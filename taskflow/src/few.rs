@@ -1,0 +1,56 @@
+//! [`Few`]: a list that usually holds one item (the attempt a finish starts, the one caller
+//! waiting for a task), kept inline so the common case allocates nothing.
+
+/// Items in push order; the first lives inline, the rest in a `Vec` that allocates only when
+/// a second arrives.
+#[derive(Debug)]
+pub(crate) struct Few<T> {
+    first: Option<T>,
+    rest: Vec<T>,
+}
+
+impl<T> Few<T> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, item: T) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.rest.push(item);
+        }
+    }
+}
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> IntoIterator for Few<T> {
+    type Item = T;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<T>, std::vec::IntoIter<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Few;
+
+    #[test]
+    fn keeps_push_order() {
+        let mut few = Few::new();
+        for n in 0..5 {
+            few.push(n);
+        }
+        assert_eq!(few.into_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    }
+}
