@@ -158,7 +158,11 @@ impl Lanes {
     }
 
     fn peek(&self) -> Option<&Waiting> {
-        self.by_priority.values().rev().find_map(VecDeque::front)
+        // The highest lane holds the head, unless it is the empty lane `pop` keeps.
+        match self.by_priority.last_key_value() {
+            Some((_, lane)) if !lane.is_empty() => lane.front(),
+            _ => self.by_priority.values().rev().find_map(VecDeque::front),
+        }
     }
 
     fn pop(&mut self) -> Option<Waiting> {

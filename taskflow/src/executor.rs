@@ -317,7 +317,9 @@ pub(crate) fn launch(inner: &Arc<Inner>, starts: Starts) {
                     let inner = context.manager();
                     let run = async {
                         if let Some(seq) = running_seq {
-                            inner.commit_running(id, seq).await;
+                            // Boxed: only persisted tasks wait here, and the attempt's future
+                            // (moved into its task at spawn) stays small for all others.
+                            Box::pin(inner.commit_running(id, seq)).await;
                         }
                         run_async(future, context.clone(), timeout).await
                     };
@@ -350,7 +352,9 @@ pub(crate) fn launch(inner: &Arc<Inner>, starts: Starts) {
                     let inner = context.manager();
                     let received = async {
                         if let Some(seq) = running_seq {
-                            inner.commit_running(id, seq).await;
+                            // Boxed: only persisted tasks wait here, and the attempt's future
+                            // (moved into its task at spawn) stays small for all others.
+                            Box::pin(inner.commit_running(id, seq)).await;
                         }
                         if let Err(job) = inner.blocking.execute(job) {
                             drop(job);
@@ -389,7 +393,8 @@ async fn run_async(
         .clone()
         .scope(AssertUnwindSafe(future).catch_unwind());
     let caught = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, guarded).await {
+        // Boxed so that attempts without a timeout do not carry a timer in their future.
+        Some(limit) => match Box::pin(tokio::time::timeout(limit, guarded)).await {
             Ok(caught) => caught,
             Err(_) => return Err(timed_out(limit)),
         },

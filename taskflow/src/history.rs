@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::id::IdMap;
 use crate::task::{TaskId, TaskRecord, TaskStatus};
 
 /// Which records to list: filters, page size and cursor.
@@ -296,26 +297,57 @@ pub struct NameStats {
 }
 
 /// The bounded record window.
+///
+/// Records are found by id through a hash map; `order` keeps their ids ascending for listing
+/// newest first. Removing a record leaves its id in `order` as a tombstone, skipped when read,
+/// dropped once it reaches the front (the usual case: the oldest finished record goes first) or
+/// when tombstones outnumber live ids, so a removal never shifts the whole index.
 #[derive(Debug)]
 pub(crate) struct History {
-    /// Boxed so that B-tree node splits and shifts move pointers, not whole records.
-    records: BTreeMap<TaskId, Box<TaskRecord>>,
+    /// Boxed so that a record is written once and then moved as a pointer.
+    records: IdMap<Box<TaskRecord>>,
+    order: VecDeque<TaskId>,
+    tombstones: usize,
     finished: VecDeque<TaskId>,
     max_history: usize,
 }
 
 impl History {
+    /// Below this many tombstones `order` is never compacted.
+    const MIN_COMPACTION: usize = 1_024;
+
     pub(crate) fn new(max_history: usize) -> Self {
         Self {
-            records: BTreeMap::new(),
+            records: IdMap::default(),
+            order: VecDeque::new(),
+            tombstones: 0,
             finished: VecDeque::new(),
             max_history,
         }
     }
 
     /// Adds or replaces a record; a finished one must then be passed to [`Self::mark_finished`].
-    pub(crate) fn insert(&mut self, record: TaskRecord) {
-        self.records.insert(record.task_id, Box::new(record));
+    #[allow(
+        clippy::box_collection,
+        reason = "the record is boxed where it is made; the window keeps the box"
+    )]
+    pub(crate) fn insert(&mut self, record: Box<TaskRecord>) {
+        let id = record.task_id;
+        if self.records.insert(id, record).is_some() {
+            return;
+        }
+        // Ids arrive almost in order: a new one goes last; an older one (recovered, or made
+        // just before another thread's) goes to its place, or takes back its own tombstone.
+        if self.order.back().is_none_or(|last| *last < id) {
+            self.order.push_back(id);
+            return;
+        }
+        let at = self.order.partition_point(|other| *other < id);
+        if self.order.get(at) == Some(&id) {
+            self.tombstones -= 1;
+        } else {
+            self.order.insert(at, id);
+        }
     }
 
     pub(crate) fn get(&self, id: TaskId) -> Option<&TaskRecord> {
@@ -331,6 +363,23 @@ impl History {
         self.records.len()
     }
 
+    fn remove(&mut self, id: TaskId) -> Option<Box<TaskRecord>> {
+        let record = self.records.remove(&id)?;
+        self.tombstones += 1;
+        while let Some(front) = self.order.front()
+            && !self.records.contains_key(front)
+        {
+            self.order.pop_front();
+            self.tombstones -= 1;
+        }
+        if self.tombstones >= Self::MIN_COMPACTION && self.tombstones > self.records.len() {
+            let records = &self.records;
+            self.order.retain(|id| records.contains_key(id));
+            self.tombstones = 0;
+        }
+        Some(record)
+    }
+
     /// Notes that `id` reached a final state, and moves the oldest finished records beyond the
     /// bound into `evicted` (so the caller can free them after releasing its lock).
     #[allow(
@@ -343,11 +392,8 @@ impl History {
             let Some(oldest) = self.finished.pop_front() else {
                 break;
             };
-            if self
-                .records
-                .get(&oldest)
-                .is_some_and(|r| r.status.is_finished())
-                && let Some(record) = self.records.remove(&oldest)
+            if self.get(oldest).is_some_and(|r| r.status.is_finished())
+                && let Some(record) = self.remove(oldest)
             {
                 evicted.push(record);
             }
@@ -367,13 +413,16 @@ impl History {
             .map(|r| r.task_id)
             .collect();
         self.finished.retain(|id| !old.contains(id));
-        old.iter()
-            .filter_map(|id| self.records.remove(id))
-            .collect()
+        old.iter().filter_map(|id| self.remove(*id)).collect()
+    }
+
+    /// Records newest first.
+    fn newest_first(&self) -> impl Iterator<Item = &TaskRecord> {
+        self.order.iter().rev().filter_map(|id| self.get(*id))
     }
 
     pub(crate) fn list(&self, filter: &TaskFilter) -> ListPage {
-        page_of(self.records.values().rev().map(|r| &**r), filter)
+        page_of(self.newest_first(), filter)
     }
 
     pub(crate) fn metrics(&self, filter: &TaskFilter) -> Metrics {
@@ -498,10 +547,57 @@ impl Figures {
 mod tests {
     use super::*;
 
-    fn record(name: &str, status: TaskStatus) -> TaskRecord {
-        let mut r = TaskRecord::pending(TaskId::new(), name, "test");
+    fn record(name: &str, status: TaskStatus) -> Box<TaskRecord> {
+        let mut r = Box::new(TaskRecord::pending(TaskId::new(), name, "test"));
         r.status = status;
         r
+    }
+
+    fn listed(h: &History) -> Vec<TaskId> {
+        h.list(&TaskFilter::new().limit(TaskFilter::MAX_LIMIT))
+            .tasks
+            .iter()
+            .map(|r| r.task_id)
+            .collect()
+    }
+
+    #[test]
+    fn lists_newest_first_through_removals_and_late_inserts() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut h = History::new(usize::MAX);
+        let made: Vec<Box<TaskRecord>> =
+            (0..3_000).map(|_| record("a", TaskStatus::Success)).collect();
+        let mut held = std::collections::BTreeSet::new();
+        let mut later = Vec::new();
+        for r in made {
+            // One in five arrives late, after newer ones (made on another thread, or recovered).
+            if rng.u8(..5) == 0 {
+                later.push(r);
+            } else {
+                held.insert(r.task_id);
+                h.insert(r);
+            }
+            if rng.u8(..3) == 0
+                && let Some(&gone) = held.iter().nth(rng.usize(..held.len()))
+            {
+                held.remove(&gone);
+                assert!(h.remove(gone).is_some());
+            }
+            if rng.u8(..7) == 0
+                && let Some(r) = later.pop()
+            {
+                held.insert(r.task_id);
+                h.insert(r);
+            }
+        }
+        let expected: Vec<TaskId> = held.iter().rev().take(TaskFilter::MAX_LIMIT).copied().collect();
+        assert_eq!(listed(&h), expected);
+        assert!(h.order.len() <= held.len() + History::MIN_COMPACTION.max(held.len()));
+        // A removed record that comes back takes its old place once.
+        let back = *held.iter().next().expect("records held");
+        let record = h.remove(back).expect("held");
+        h.insert(record);
+        assert_eq!(h.order.iter().filter(|id| **id == back).count(), 1);
     }
 
     #[test]

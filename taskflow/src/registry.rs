@@ -44,8 +44,11 @@ pub struct Registration {
     file: &'static str,
     line: u32,
     type_name: fn() -> &'static str,
-    decode: fn(Value) -> std::result::Result<TaskRun, serde_json::Error>,
+    decode: Decoder,
 }
+
+/// Decodes stored JSON arguments and prepares one attempt.
+pub(crate) type Decoder = fn(Value) -> std::result::Result<TaskRun, serde_json::Error>;
 
 inventory::collect!(Registration);
 
@@ -118,6 +121,11 @@ impl Registration {
     /// See [`Registration`].
     pub fn decode(&self, payload: Value) -> std::result::Result<TaskRun, serde_json::Error> {
         (self.decode)(payload)
+    }
+
+    /// The function behind [`Registration::decode`].
+    pub(crate) fn decoder(&self) -> Decoder {
+        self.decode
     }
 
     /// Whether two registrations are the same task type (registered through inventory and by

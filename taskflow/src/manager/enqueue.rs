@@ -61,7 +61,7 @@ impl Inner {
             let inserted = if record.persist {
                 stored = true;
                 store
-                    .insert(record.clone(), self.storage.key_ttl)
+                    .insert(TaskRecord::clone(&record), self.storage.key_ttl)
                     .await
                     .inspect_err(|_| self.observers.store_error())?
             } else if let Some(key) = &record.idempotency_key {
@@ -84,7 +84,7 @@ impl Inner {
     /// the store.
     fn enqueue(
         self: &Arc<Self>,
-        record: TaskRecord,
+        record: Box<TaskRecord>,
         runnable: Runnable,
         stored: bool,
     ) -> Result<TaskId> {
@@ -102,8 +102,12 @@ impl Inner {
     }
 
     /// Builds the record of a new task; no lock, no I/O.
-    fn prepare(&self, new: NewTask, opts: AddOptions) -> (TaskRecord, Runnable) {
-        let mut record = TaskRecord::pending(TaskId::new(), new.name, self.instance_id.clone());
+    fn prepare(&self, new: NewTask, opts: AddOptions) -> (Box<TaskRecord>, Runnable) {
+        let mut record = Box::new(TaskRecord::pending(
+            TaskId::new(),
+            new.name,
+            self.instance_id.clone(),
+        ));
         record.queue = opts
             .queue
             .unwrap_or(SharedStr::from_static(new.options.queue));
@@ -135,7 +139,7 @@ impl Inner {
     fn commit(
         self: &Arc<Self>,
         state: &mut State,
-        record: TaskRecord,
+        record: Box<TaskRecord>,
         runnable: Runnable,
         stored: bool,
     ) -> Result<TaskId> {
@@ -206,7 +210,7 @@ impl Inner {
     }
 
     /// Records a task that was not accepted as `rejected` (releasing its key in the store).
-    fn reject(&self, state: &mut State, mut record: TaskRecord, reason: String) {
+    fn reject(&self, state: &mut State, mut record: Box<TaskRecord>, reason: String) {
         let id = record.task_id;
         record.status = TaskStatus::Rejected;
         record.end_time = Some(Utc::now());

@@ -26,7 +26,7 @@ use crate::context::TaskContext;
 use crate::few::Few;
 use crate::id::IdMap;
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
-use crate::registry::{Registration, Registry};
+use crate::registry::{Decoder, Registry};
 use crate::store::Store;
 use crate::shared_str::SharedStr;
 use crate::task::{
@@ -133,7 +133,7 @@ pub(crate) enum Factory {
     /// From the typed arguments.
     Typed(Box<dyn Fn() -> TaskRun + Send + Sync>),
     /// From stored JSON through the registry.
-    Stored(Registration, Value),
+    Stored(Decoder, Value),
     /// An ad-hoc future: one attempt only.
     Once,
 }
@@ -142,8 +142,7 @@ impl Factory {
     pub(crate) fn make(&self) -> std::result::Result<TaskRun, TaskFailure> {
         match self {
             Self::Typed(make) => Ok(make()),
-            Self::Stored(registration, args) => registration
-                .decode(args.clone())
+            Self::Stored(decode, args) => decode(args.clone())
                 .map_err(|e| TaskFailure::permanent(format!("arguments no longer decode: {e}"))),
             Self::Once => Err(TaskFailure::permanent("an ad-hoc task cannot run again")),
         }
@@ -514,7 +513,7 @@ impl TaskManager {
                     options: *registration.options(),
                     args: Some(args.clone()),
                     first,
-                    factory: Factory::Stored(*registration, args),
+                    factory: Factory::Stored(registration.decoder(), args),
                     source: "task",
                     retry_of: None,
                 }),

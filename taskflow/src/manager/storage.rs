@@ -300,7 +300,7 @@ impl Inner {
                 .map(|run| (registration, args, run))
                 .map_err(|e| format!("its stored arguments no longer decode: {e}")),
         };
-        state.history.insert(record);
+        state.history.insert(Box::new(record));
         let (registration, args, run) = match prepared {
             Err(error) => {
                 return self.conclude(state, id, TaskStatus::Failed, |r| r.error = Some(error));
@@ -336,7 +336,7 @@ impl Inner {
                 queue,
                 options: *registration.options(),
                 next: Some(run),
-                factory: Factory::Stored(registration, args),
+                factory: Factory::Stored(registration.decoder(), args),
                 blocking,
                 attempt: None,
                 parent_span: tracing::Span::none(),
