@@ -249,6 +249,11 @@ impl Dispatch {
 
     /// The queue named `name`, created with the default config on first use.
     pub(crate) fn index_of(&mut self, name: &str) -> QueueIndex {
+        // Applications have a handful of queues: comparing the first few names is cheaper than
+        // hashing the name, on the path of every enqueue.
+        if let Some(index) = self.queues.iter().take(8).position(|q| q.name == name) {
+            return QueueIndex(index);
+        }
         if let Some(&index) = self.by_name.get(name) {
             return QueueIndex(index);
         }

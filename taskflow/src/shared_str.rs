@@ -3,6 +3,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
@@ -47,6 +48,21 @@ impl SharedStr {
     /// ```
     pub const fn from_static(text: &'static str) -> Self {
         Self(Repr::Static(text))
+    }
+
+    /// The one static copy of `text`, made on its first use and kept for the life of the
+    /// process: for a string that every record of a manager carries (its instance id), so that
+    /// copying it never touches a reference count shared by the threads running tasks.
+    pub(crate) fn interned(text: &str) -> Self {
+        static INTERNED: parking_lot::Mutex<BTreeSet<&'static str>> =
+            parking_lot::Mutex::new(BTreeSet::new());
+        let mut interned = INTERNED.lock();
+        if let Some(kept) = interned.get(text) {
+            return Self::from_static(kept);
+        }
+        let kept: &'static str = Box::leak(text.to_owned().into_boxed_str());
+        interned.insert(kept);
+        Self::from_static(kept)
     }
 
     /// The text.
@@ -225,5 +241,16 @@ mod tests {
         let back: SharedStr = serde_json::from_str("\"reports\"").expect("a JSON string");
         assert_eq!(back, a);
         assert_eq!(String::from(b), "reports");
+    }
+
+    #[test]
+    fn an_interned_text_is_kept_once() {
+        let first = SharedStr::interned("web-1");
+        let second = SharedStr::interned(&String::from("web-1"));
+        assert_eq!(first, "web-1");
+        match (first.0, second.0) {
+            (Repr::Static(a), Repr::Static(b)) => assert!(std::ptr::eq(a, b)),
+            _ => panic!("interned texts are static"),
+        }
     }
 }

@@ -20,6 +20,7 @@ use crate::executor;
 use crate::history::History;
 use crate::id::IdMap;
 use crate::registry::{Registration, Registry};
+use crate::shared_str::SharedStr;
 use crate::store::{Instance, Store};
 use crate::task::Task;
 
@@ -454,7 +455,7 @@ impl TaskManagerBuilder {
             tracker: TaskTracker::new(),
             stopping: CancellationToken::new(),
             events,
-            instance_id: instance_id.into(),
+            instance_id: SharedStr::interned(&instance_id),
             started_at: Utc::now(),
             shutdown_timeout: self.shutdown_timeout,
             max_log_entries: self.max_log_entries,
