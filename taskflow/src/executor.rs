@@ -139,7 +139,7 @@ impl Inner {
         outcome: Option<TaskResult>,
         slot: Option<Slot>,
     ) {
-        let (starts, evicted) = {
+        let starts = {
             let mut state = self.state.lock();
             if let Some(mut slot) = slot {
                 slot.release(&mut state);
@@ -147,10 +147,9 @@ impl Inner {
             if let Some(outcome) = outcome {
                 self.record_outcome(&mut state, id, attempt, outcome);
             }
-            (self.pump(&mut state), std::mem::take(&mut state.graveyard))
+            self.pump(&mut state)
         };
         launch(self, starts);
-        drop(evicted);
     }
 
     fn record_outcome(

@@ -17,6 +17,10 @@ impl<T> Few<T> {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
     pub(crate) fn push(&mut self, item: T) {
         if self.first.is_none() {
             self.first = Some(item);
@@ -48,9 +52,11 @@ mod tests {
     #[test]
     fn keeps_push_order() {
         let mut few = Few::new();
+        assert!(few.is_empty());
         for n in 0..5 {
             few.push(n);
         }
+        assert!(!few.is_empty());
         assert_eq!(few.into_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
     }
 }

@@ -380,13 +380,9 @@ impl History {
         Some(record)
     }
 
-    /// Notes that `id` reached a final state, and moves the oldest finished records beyond the
-    /// bound into `evicted` (so the caller can free them after releasing its lock).
-    #[allow(
-        clippy::vec_box,
-        reason = "records live boxed in the window; moving the box avoids copying the record"
-    )]
-    pub(crate) fn mark_finished(&mut self, id: TaskId, evicted: &mut Vec<Box<TaskRecord>>) {
+    /// Notes that `id` reached a final state, and hands the oldest finished records beyond the
+    /// bound to `evicted` (so the caller can free them after releasing its lock).
+    pub(crate) fn mark_finished(&mut self, id: TaskId, mut evicted: impl FnMut(Box<TaskRecord>)) {
         self.finished.push_back(id);
         while self.finished.len() > self.max_history {
             let Some(oldest) = self.finished.pop_front() else {
@@ -395,7 +391,7 @@ impl History {
             if self.get(oldest).is_some_and(|r| r.status.is_finished())
                 && let Some(record) = self.remove(oldest)
             {
-                evicted.push(record);
+                evicted(record);
             }
         }
     }
@@ -617,7 +613,7 @@ mod tests {
             if let Some(r) = h.get_mut(*id) {
                 r.status = TaskStatus::Success;
             }
-            h.mark_finished(*id, &mut evicted);
+            h.mark_finished(*id, |r| evicted.push(r));
         }
         assert_eq!(
             evicted.iter().map(|r| r.task_id).collect::<Vec<_>>(),

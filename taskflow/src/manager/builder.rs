@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::storage::{self, StorageConfig};
-use super::{Inner, State, TaskManager};
+use super::{Inner, Outbox, State, StateLock, TaskManager};
 use crate::blocking::BlockingPool;
 use crate::dispatch::{Dispatch, QueueConfig};
 use crate::error::{Error, Result};
@@ -436,7 +436,7 @@ impl TaskManagerBuilder {
         let observers = crate::observe::Observers::start(self.observers, &events, &runtime)?;
         let inner = Arc::new(Inner {
             registry,
-            state: parking_lot::Mutex::new(State {
+            state: StateLock::new(State {
                 history: History::new(self.max_history),
                 dispatch: Dispatch::new(
                     self.max_concurrent_tasks,
@@ -448,7 +448,7 @@ impl TaskManagerBuilder {
                 seq: 0,
                 accepting: true,
                 unsaved: super::unsaved::Unsaved::default(),
-                graveyard: Vec::new(),
+                outbox: Outbox::default(),
             }),
             blocking: BlockingPool::new(self.max_blocking_threads),
             runtime,

@@ -88,14 +88,10 @@ impl Inner {
         runnable: Runnable,
         stored: bool,
     ) -> Result<TaskId> {
-        let (accepted, starts, _graveyard) = {
+        let (accepted, starts) = {
             let mut state = self.state.lock();
             let accepted = self.commit(&mut state, record, runnable, stored);
-            (
-                accepted,
-                self.pump(&mut state),
-                std::mem::take(&mut state.graveyard),
-            )
+            (accepted, self.pump(&mut state))
         };
         executor::launch(self, starts);
         accepted

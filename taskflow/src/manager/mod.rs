@@ -3,6 +3,7 @@
 
 mod builder;
 mod enqueue;
+mod lock;
 mod storage;
 mod unsaved;
 
@@ -36,6 +37,7 @@ use crate::task::{
 pub use builder::TaskManagerBuilder;
 pub use enqueue::{AddBuilder, AddFuture};
 pub(crate) use enqueue::NewTask;
+pub(crate) use lock::{Outbox, StateLock};
 pub(crate) use storage::StorageConfig;
 
 /// Runs and tracks background tasks. Cheap to clone: clones share one manager.
@@ -62,7 +64,7 @@ pub struct TaskManager {
 /// Everything behind the manager handle.
 pub(crate) struct Inner {
     pub(crate) registry: Registry,
-    pub(crate) state: parking_lot::Mutex<State>,
+    pub(crate) state: StateLock,
     pub(crate) blocking: BlockingPool,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) tracker: TaskTracker,
@@ -95,22 +97,23 @@ pub(crate) struct State {
     pub(crate) accepting: bool,
     /// Records to write to the store, and those being written.
     pub(crate) unsaved: unsaved::Unsaved,
-    /// Records evicted from the window, freed outside the lock.
-    #[allow(
-        clippy::vec_box,
-        reason = "records live boxed in the window; moving the box avoids copying the record"
-    )]
-    pub(crate) graveyard: Vec<Box<TaskRecord>>,
+    /// What to do once the lock is released.
+    pub(crate) outbox: Outbox,
 }
 
 impl State {
     /// Frees idempotency key `key` if run `id` holds it.
     fn release_key(&mut self, key: Option<&str>, id: TaskId) {
-        if let Some(key) = key
-            && self.keys.get(key) == Some(&id)
-        {
-            self.keys.remove(key);
-        }
+        release_key(&mut self.keys, key, id);
+    }
+}
+
+/// Frees idempotency key `key` in `keys` if run `id` holds it.
+fn release_key(keys: &mut HashMap<String, TaskId>, key: Option<&str>, id: TaskId) {
+    if let Some(key) = key
+        && keys.get(key) == Some(&id)
+    {
+        keys.remove(key);
     }
 }
 
@@ -849,11 +852,19 @@ impl Inner {
         status: TaskStatus,
         update: impl FnOnce(&mut TaskRecord),
     ) {
-        let live = state.live.remove(&id);
-        if let Some(attempt) = live.as_ref().and_then(|live| live.attempt.as_ref()) {
-            attempt.stop();
-        }
-        let Some(record) = state.history.get_mut(id) else {
+        let waiters = match state.live.remove(&id) {
+            Some(live) => {
+                if let Some(attempt) = &live.attempt {
+                    attempt.stop();
+                }
+                live.waiters
+            }
+            None => Few::new(),
+        };
+        let State {
+            history, outbox, ..
+        } = state;
+        let Some(record) = history.get_mut(id) else {
             return;
         };
         let now = Utc::now();
@@ -864,8 +875,8 @@ impl Inner {
             .map(|start| (now - start).as_seconds_f64().max(0.0));
         update(record);
         self.publish_state(record);
-        for waiter in live.into_iter().flat_map(|live| live.waiters) {
-            let _ = waiter.send(record.clone());
+        for waiter in waiters {
+            outbox.reply(waiter, record.clone());
         }
         let key = record.idempotency_key.clone();
         self.queue_save(state, id);
@@ -875,15 +886,18 @@ impl Inner {
         self.evict(state, id);
     }
 
-    /// Marks `id` finished in the window; evicted records go to the graveyard, freed by the
-    /// caller once it released the lock.
+    /// Marks `id` finished in the window; evicted records release their keys and are freed
+    /// once the lock is released.
     pub(crate) fn evict(&self, state: &mut State, id: TaskId) {
-        let first = state.graveyard.len();
-        let mut graveyard = std::mem::take(&mut state.graveyard);
-        state.history.mark_finished(id, &mut graveyard);
-        for evicted in &graveyard[first..] {
-            state.release_key(evicted.idempotency_key.as_deref(), evicted.task_id);
-        }
-        state.graveyard = graveyard;
+        let State {
+            history,
+            keys,
+            outbox,
+            ..
+        } = state;
+        history.mark_finished(id, |evicted| {
+            release_key(keys, evicted.idempotency_key.as_deref(), evicted.task_id);
+            outbox.free(evicted);
+        });
     }
 }
