@@ -1,37 +1,50 @@
-//! One workload, once, for a profiler: `profile <taskflow|retry|floor> [tasks] [producers]`
-//! (defaults: `taskflow 100000 8`). Prints the time taken.
+//! One workload for a profiler, or for a quick ratio: `profile <taskflow|retry|floor> [tasks]
+//! [producers] [rounds]` (defaults: `taskflow 100000 8 1`). Runs `rounds` batches of `tasks`
+//! one after another on one manager and prints the median and fastest batch.
 //!
 //! ```text
 //! cargo build --release -p taskflow-benches --example profile
 //! valgrind --tool=callgrind target/release/examples/profile taskflow 20000 8
 //! perf record -e cpu-clock -g target/release/examples/profile taskflow 1000000 8
+//! target/release/examples/profile floor 1000 8 500; target/release/examples/profile taskflow 1000 8 500
 //! ```
+
+use std::time::Duration;
 
 use taskflow_benches::{FailOnce, floor_noop, manager, taskflow_noop, taskflow_run};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let system = args.next().unwrap_or_else(|| "taskflow".to_owned());
-    let n: usize = args
-        .next()
-        .map_or(100_000, |a| a.parse().expect("tasks: a number"));
-    let producers: usize = args
-        .next()
-        .map_or(8, |a| a.parse().expect("producers: a number"));
+    let mut number = |what: &str, default: usize| {
+        args.next().map_or(default, |a| {
+            a.parse()
+                .unwrap_or_else(|_| panic!("{what}: a number, not `{a}`"))
+        })
+    };
+    let n = number("tasks", 100_000);
+    let producers = number("producers", 8);
+    let rounds = number("rounds", 1).max(1);
     let rt = taskflow_benches::runtime();
-    let took = rt.block_on(async {
+    let mut took: Vec<Duration> = rt.block_on(async {
         let manager = manager().await;
-        let took = match system.as_str() {
-            "floor" => floor_noop(n, producers).await,
-            "retry" => taskflow_run(&manager, n, producers, || FailOnce {}).await,
-            _ => taskflow_noop(&manager, n, producers).await,
-        };
+        let mut took = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            took.push(match system.as_str() {
+                "floor" => floor_noop(n, producers).await,
+                "retry" => taskflow_run(&manager, n, producers, || FailOnce {}).await,
+                _ => taskflow_noop(&manager, n, producers).await,
+            });
+        }
         manager.shutdown().await.expect("shuts down");
         took
     });
+    took.sort();
+    let median = took[took.len() / 2];
     println!(
-        "system={system} producers={producers} tasks={n} secs={:.4} per_sec={:.0}",
-        took.as_secs_f64(),
-        n as f64 / took.as_secs_f64()
+        "system={system} producers={producers} tasks={n} rounds={rounds} median_secs={:.6} fastest_secs={:.6} per_sec={:.0}",
+        median.as_secs_f64(),
+        took[0].as_secs_f64(),
+        n as f64 / median.as_secs_f64()
     );
 }

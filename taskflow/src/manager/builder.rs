@@ -432,7 +432,7 @@ impl TaskManagerBuilder {
                 .await?;
         }
         let runtime = tokio::runtime::Handle::current();
-        let events = tokio::sync::broadcast::channel(self.event_capacity).0;
+        let events = crate::observe::EventFeed::new(self.event_capacity);
         let observers = crate::observe::Observers::start(self.observers, &events, &runtime)?;
         let inner = Arc::new(Inner {
             registry,

@@ -69,7 +69,7 @@ pub(crate) struct Inner {
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) tracker: TaskTracker,
     pub(crate) stopping: CancellationToken,
-    pub(crate) events: tokio::sync::broadcast::Sender<Arc<TaskEvent>>,
+    pub(crate) events: crate::observe::EventFeed,
     pub(crate) instance_id: SharedStr,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) shutdown_timeout: Duration,
@@ -826,20 +826,13 @@ impl Inner {
 
     /// Appends `entry` to `record`'s log and publishes it.
     pub(crate) fn push_log(&self, record: &mut TaskRecord, entry: LogEntry) {
-        self.publish(|| TaskEvent::Log(LogEvent::of(record, &entry)));
+        self.events.publish(|| TaskEvent::Log(LogEvent::of(record, &entry)));
         record.logs.push(entry);
     }
 
     /// Publishes a state change of `record`.
     pub(crate) fn publish_state(&self, record: &TaskRecord) {
-        self.publish(|| TaskEvent::Lifecycle(LifecycleEvent::of(record)));
-    }
-
-    /// Publishes an event when anyone listens; never waits.
-    fn publish(&self, event: impl FnOnce() -> TaskEvent) {
-        if self.events.receiver_count() > 0 {
-            let _ = self.events.send(Arc::new(event()));
-        }
+        self.events.publish(|| TaskEvent::Lifecycle(LifecycleEvent::of(record)));
     }
 
     /// Moves a live task to a final state: updates its record, forgets its live entry (which

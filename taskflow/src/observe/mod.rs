@@ -14,6 +14,7 @@
 //! [`TaskManager::subscribe`]: crate::TaskManager::subscribe
 
 mod event;
+mod feed;
 mod file;
 mod format;
 mod memory;
@@ -32,6 +33,7 @@ pub use memory::InMemoryLogger;
 pub use observer::{ObserverFuture, ObserverStats, TaskObserver};
 pub use stdout::StdoutLogger;
 
+pub(crate) use feed::EventFeed;
 pub(crate) use observer::{ObserverSet, Observers};
 
 use crate::manager::Inner;

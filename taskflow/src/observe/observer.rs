@@ -200,7 +200,7 @@ impl Observers {
     /// Opens the `log_file`, subscribes every observer to `events` and starts their workers.
     pub(crate) fn start(
         set: ObserverSet,
-        events: &broadcast::Sender<Arc<TaskEvent>>,
+        events: &super::EventFeed,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self> {
         let mut observers = set.observers;
