@@ -9,7 +9,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
@@ -65,15 +65,16 @@ impl Drop for Slot {
         // new attempt at once.
         let runtime = inner.runtime.clone();
         runtime.spawn(async move {
-            let starts = inner.pump(&mut inner.state.lock());
+            let starts = inner.pump(&mut inner.state.lock(), Utc::now());
             launch(&inner, starts);
         });
     }
 }
 
 impl Inner {
-    /// Takes every waiting task that may start now and marks it running.
-    pub(crate) fn pump(self: &Arc<Self>, state: &mut State) -> Starts {
+    /// Takes every waiting task that may start now and marks it running; a first attempt
+    /// records `now` (read before the lock was taken) as its start.
+    pub(crate) fn pump(self: &Arc<Self>, state: &mut State, now: DateTime<Utc>) -> Starts {
         let mut starts = Starts::new();
         if !state.accepting {
             return starts;
@@ -91,7 +92,7 @@ impl Inner {
             };
             record.status = TaskStatus::Running;
             record.attempt += 1;
-            record.start_time.get_or_insert_with(Utc::now);
+            record.start_time.get_or_insert(now);
             if record.attempt > 1 {
                 let mut entry = LogEntry::new(
                     LogLevel::Info,
@@ -139,15 +140,17 @@ impl Inner {
         outcome: Option<TaskResult>,
         slot: Option<Slot>,
     ) {
+        // Read before locking: the end of this attempt and the start of the next one.
+        let now = Utc::now();
         let starts = {
             let mut state = self.state.lock();
             if let Some(mut slot) = slot {
                 slot.release(&mut state);
             }
             if let Some(outcome) = outcome {
-                self.record_outcome(&mut state, id, attempt, outcome);
+                self.record_outcome(&mut state, id, attempt, outcome, now);
             }
-            self.pump(&mut state)
+            self.pump(&mut state, now)
         };
         launch(self, starts);
     }
@@ -158,6 +161,7 @@ impl Inner {
         id: TaskId,
         attempt: u32,
         outcome: TaskResult,
+        now: DateTime<Utc>,
     ) {
         let current = state
             .history
@@ -168,7 +172,7 @@ impl Inner {
         }
         let failure = match outcome {
             Ok(value) => {
-                self.conclude(state, id, TaskStatus::Success, |r| {
+                self.conclude(state, id, TaskStatus::Success, now, |r| {
                     r.result = Some(value);
                     r.error = None;
                     r.stacktrace = None;
@@ -188,11 +192,11 @@ impl Inner {
             live.options.retry_wait(retries_used + 1)
         };
         let Some(wait) = wait else {
-            return self.fail(state, id, &failure);
+            return self.fail(state, id, &failure, now);
         };
         let next = match live.factory.make() {
             Ok(next) => next,
-            Err(cannot) => return self.fail(state, id, &cannot),
+            Err(cannot) => return self.fail(state, id, &cannot, now),
         };
         let wait = if live.options.jitter {
             wait.mul_f64(0.5 + fastrand::f64())
@@ -247,8 +251,8 @@ impl Inner {
         }
     }
 
-    fn fail(&self, state: &mut State, id: TaskId, failure: &TaskFailure) {
-        self.conclude(state, id, TaskStatus::Failed, |r| {
+    fn fail(&self, state: &mut State, id: TaskId, failure: &TaskFailure, now: DateTime<Utc>) {
+        self.conclude(state, id, TaskStatus::Failed, now, |r| {
             r.error = Some(failure.message().to_owned());
             r.stacktrace = failure.stacktrace().map(str::to_owned);
         });
@@ -278,7 +282,7 @@ pub(crate) fn schedule(inner: &Arc<Inner>, id: TaskId, waiting: Waiting, wait: D
                     return;
                 }
                 state.dispatch.push_accepted(queue, waiting);
-                inner.pump(&mut state)
+                inner.pump(&mut state, Utc::now())
             };
             launch(&inner, starts);
         },

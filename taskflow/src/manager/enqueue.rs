@@ -88,10 +88,12 @@ impl Inner {
         runnable: Runnable,
         stored: bool,
     ) -> Result<TaskId> {
+        // The task was made a moment ago: its creation time stands for the clock reading.
+        let now = record.created_at;
         let (accepted, starts) = {
             let mut state = self.state.lock();
             let accepted = self.commit(&mut state, record, runnable, stored);
-            (accepted, self.pump(&mut state))
+            (accepted, self.pump(&mut state, now))
         };
         executor::launch(self, starts);
         accepted

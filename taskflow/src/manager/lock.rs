@@ -83,10 +83,10 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        for (waiter, record) in std::mem::take(&mut self.replies) {
-            // The caller stopped waiting: nothing to do.
+        self.replies.drain_each(|(waiter, record)| {
+            // An error means the caller stopped waiting: nothing to do.
             let _ = waiter.send(record);
-        }
+        });
     }
 }
 

@@ -423,7 +423,7 @@ impl TaskManager {
             return Some(Err(error));
         }
         let mut record = None;
-        inner.conclude(&mut state, id, TaskStatus::Cancelled, |r| {
+        inner.conclude(&mut state, id, TaskStatus::Cancelled, Utc::now(), |r| {
             r.error = Some("cancelled".to_owned());
             record = Some(r.clone());
         });
@@ -627,7 +627,7 @@ impl TaskManager {
         let starts = {
             let mut state = self.inner.state.lock();
             state.dispatch.resize(name, config);
-            self.inner.pump(&mut state)
+            self.inner.pump(&mut state, Utc::now())
         };
         executor::launch(&self.inner, starts);
     }
@@ -835,14 +835,15 @@ impl Inner {
         self.events.publish(|| TaskEvent::Lifecycle(LifecycleEvent::of(record)));
     }
 
-    /// Moves a live task to a final state: updates its record, forgets its live entry (which
-    /// stops a running attempt), releases its idempotency key when the state releases keys, and
-    /// wakes waiters.
+    /// Moves a live task to a final state at `now`: updates its record, forgets its live entry
+    /// (which stops a running attempt), releases its idempotency key when the state releases
+    /// keys, and wakes waiters.
     pub(crate) fn conclude(
         &self,
         state: &mut State,
         id: TaskId,
         status: TaskStatus,
+        now: DateTime<Utc>,
         update: impl FnOnce(&mut TaskRecord),
     ) {
         let waiters = match state.live.remove(&id) {
@@ -860,7 +861,6 @@ impl Inner {
         let Some(record) = history.get_mut(id) else {
             return;
         };
-        let now = Utc::now();
         record.status = status;
         record.end_time = Some(now);
         record.duration = record

@@ -208,7 +208,7 @@ impl Inner {
             return;
         };
         if !self.can_keep(record) {
-            return self.conclude(state, id, TaskStatus::Interrupted, |r| {
+            return self.conclude(state, id, TaskStatus::Interrupted, Utc::now(), |r| {
                 r.error = Some("not started before shutdown".to_owned());
             });
         }
@@ -234,7 +234,7 @@ impl Inner {
             .is_some_and(|live| live.options.requeue_on_interrupt);
         let keep = requeue && state.history.get(id).is_some_and(|r| self.can_keep(r));
         if !keep {
-            return self.conclude(state, id, TaskStatus::Interrupted, |r| {
+            return self.conclude(state, id, TaskStatus::Interrupted, Utc::now(), |r| {
                 r.error = Some(message.to_owned())
             });
         }
@@ -303,12 +303,14 @@ impl Inner {
         state.history.insert(Box::new(record));
         let (registration, args, run) = match prepared {
             Err(error) => {
-                return self.conclude(state, id, TaskStatus::Failed, |r| r.error = Some(error));
+                return self.conclude(state, id, TaskStatus::Failed, Utc::now(), |r| {
+                    r.error = Some(error);
+                });
             }
             Ok(ready) => ready,
         };
         if was_running && !registration.options().requeue_on_interrupt {
-            return self.conclude(state, id, TaskStatus::Interrupted, |r| {
+            return self.conclude(state, id, TaskStatus::Interrupted, Utc::now(), |r| {
                 r.error = Some("interrupted: the instance running it stopped".to_owned());
             });
         }
@@ -377,7 +379,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<usize> {
             for record in claimed.by_ref().take(ADOPT_CHUNK) {
                 inner.adopt(&mut state, record);
             }
-            inner.pump(&mut state)
+            inner.pump(&mut state, Utc::now())
         };
         executor::launch(inner, starts);
     }
