@@ -21,15 +21,33 @@ use crate::task::{LogEntry, LogLevel, TaskFailure, TaskId, TaskResult, TaskRun, 
 
 /// An attempt chosen to start, carried out of the lock to [`launch`].
 pub(crate) struct Start {
+    attempt: Attempt,
+    run: TaskRun,
+}
+
+/// Everything about a starting attempt but its body.
+struct Attempt {
     context: TaskContext,
     queue: QueueIndex,
     blocking: bool,
-    run: TaskRun,
     timeout: Option<Duration>,
     parent_span: tracing::Span,
     /// For a persisted task, the store number of its `running` record, committed before the
     /// attempt's body starts.
     running_seq: Option<u64>,
+}
+
+impl Attempt {
+    /// Takes the attempt's place in its queue and in the manager's limits (counted since it was
+    /// chosen); freed when the attempt ends or is dropped.
+    fn slot(&self) -> Slot {
+        Slot {
+            context: self.context.clone(),
+            queue: self.queue,
+            blocking: self.blocking,
+            armed: true,
+        }
+    }
 }
 
 /// The attempts one call to [`Inner::pump`] chose: usually none or one.
@@ -118,28 +136,29 @@ impl Inner {
             let (timeout, parent_span) = (live.options.timeout, live.parent_span.clone());
             let persist = record.persist;
             let running_seq = self.queue_save(state, id).filter(|_| persist);
-            starts.push(Start {
+            let attempt = Attempt {
                 context,
                 queue,
                 blocking: waiting.blocking,
-                run,
                 timeout,
                 parent_span,
                 running_seq,
-            });
+            };
+            starts.push(Start { attempt, run });
         }
         starts
     }
 
     /// Ends an attempt: frees its slot, records its outcome (`None` when it was stopped from
-    /// outside, which already recorded the state), and starts what can start next.
+    /// outside, which already recorded the state), and returns what can start next.
+    #[must_use = "the attempts that may start next must be launched"]
     fn finish(
         self: &Arc<Self>,
         id: TaskId,
         attempt: u32,
         outcome: Option<TaskResult>,
         slot: Option<Slot>,
-    ) {
+    ) -> Starts {
         // Read before locking: the end of this attempt and the start of the next one.
         let now = Utc::now();
         let starts = {
@@ -152,7 +171,7 @@ impl Inner {
             }
             self.pump(&mut state, now)
         };
-        launch(self, starts);
+        starts
     }
 
     fn record_outcome(
@@ -292,103 +311,148 @@ pub(crate) fn schedule(inner: &Arc<Inner>, id: TaskId, waiting: Waiting, wait: D
 
 /// Spawns the attempts chosen by [`Inner::pump`]. Call with the state lock released.
 pub(crate) fn launch(inner: &Arc<Inner>, starts: Starts) {
-    for start in starts {
-        let context = start.context;
-        let (id, attempt) = (context.id(), context.attempt());
-        // A root span (not a child of whatever span launches it: a request, or the attempt
-        // that freed the slot) that follows from the span that enqueued the task.
-        let span = tracing::info_span!(
-            target: "taskflow::executor",
-            parent: None,
-            "taskflow.task",
-            task_id = %id,
-            name = %context.name(),
-            attempt,
-        );
-        span.follows_from(&start.parent_span);
-        crate::observe::continue_trace(&span, inner, id);
-        let slot = Slot {
-            context: context.clone(),
-            queue: start.queue,
-            blocking: start.blocking,
-            armed: true,
-        };
-        let (timeout, running_seq) = (start.timeout, start.running_seq);
-        match start.run {
+    for Start { attempt, run } in starts {
+        match run {
             TaskRun::Async(future) => {
-                let attempt_future = async move {
-                    let inner = context.manager();
-                    let run = async {
-                        if let Some(seq) = running_seq {
-                            // Boxed: only persisted tasks wait here, and the attempt's future
-                            // (moved into its task at spawn) stays small for all others.
-                            Box::pin(inner.commit_running(id, seq)).await;
-                        }
-                        run_async(future, context.clone(), timeout).await
-                    };
-                    let outcome = tokio::select! {
-                        biased;
-                        () = context.stopped() => None,
-                        outcome = run => Some(outcome),
-                    };
-                    context.mark_ended();
-                    inner.finish(id, attempt, outcome, Some(slot));
-                };
-                inner
-                    .tracker
-                    .spawn_on(attempt_future.instrument(span), &inner.runtime);
+                let runner = run_attempts(attempt, future);
+                inner.tracker.spawn_on(runner, &inner.runtime);
             }
-            TaskRun::Blocking(f) => {
-                let (sender, receiver) = tokio::sync::oneshot::channel();
-                let job_span = span.clone();
-                let job_context = context.clone();
-                let job = Box::new(move || {
-                    let _slot = slot;
-                    let outcome = job_span.in_scope(|| {
-                        job_context
-                            .clone()
-                            .enter_blocking(|| run_blocking(f, &job_context))
-                    });
-                    let _ = sender.send(outcome);
-                });
-                let coordinator = async move {
-                    let inner = context.manager();
-                    let received = async {
-                        if let Some(seq) = running_seq {
-                            // Boxed: only persisted tasks wait here, and the attempt's future
-                            // (moved into its task at spawn) stays small for all others.
-                            Box::pin(inner.commit_running(id, seq)).await;
-                        }
-                        if let Err(job) = inner.blocking.execute(job) {
-                            drop(job);
-                        }
-                        match timeout {
-                            Some(limit) => tokio::time::timeout(limit, receiver)
-                                .await
-                                .unwrap_or_else(|_| Ok(Err(timed_out(limit)))),
-                            None => receiver.await,
-                        }
-                    };
-                    let outcome = tokio::select! {
-                        biased;
-                        () = context.stopped() => None,
-                        received = received => Some(received.unwrap_or_else(|_| {
-                            Err(TaskFailure::new("the blocking pool is closed; the attempt did not run"))
-                        })),
-                    };
-                    context.mark_ended();
-                    inner.finish(id, attempt, outcome, None);
-                };
-                inner
-                    .tracker
-                    .spawn_on(coordinator.instrument(span), &inner.runtime);
-            }
+            TaskRun::Blocking(f) => launch_blocking(inner, attempt, f),
         }
     }
 }
 
+type AsyncBody = std::pin::Pin<Box<dyn Future<Output = TaskResult> + Send>>;
+type BlockingBody = Box<dyn FnOnce() -> TaskResult + Send>;
+
+/// The span of one attempt: a root span (not a child of whatever span launches it: a request,
+/// or the attempt that freed the slot) that follows from the span that enqueued the task.
+fn attempt_span(inner: &Arc<Inner>, attempt: &Attempt) -> tracing::Span {
+    let context = &attempt.context;
+    let span = tracing::info_span!(
+        target: "taskflow::executor",
+        parent: None,
+        "taskflow.task",
+        task_id = %context.id(),
+        name = %context.name(),
+        attempt = context.attempt(),
+    );
+    span.follows_from(&attempt.parent_span);
+    crate::observe::continue_trace(&span, inner, context.id());
+    span
+}
+
+/// Runs async attempts one after another in one tokio task: the first, then each async attempt
+/// that a finish lets start, until a finish starts none. Running the next attempt here saves
+/// spawning a task for each; the tokio budget makes the loop yield to the rest of the runtime
+/// as often as a task polling that many other futures would.
+async fn run_attempts(mut attempt: Attempt, mut body: AsyncBody) {
+    loop {
+        let inner = Arc::clone(attempt.context.manager());
+        let span = attempt_span(&inner, &attempt);
+        let starts = run_async_attempt(attempt, body).instrument(span).await;
+        let mut next = None;
+        for Start { attempt, run } in starts {
+            match run {
+                TaskRun::Async(future) if next.is_none() => next = Some((attempt, future)),
+                run => launch(&inner, Starts::one(Start { attempt, run })),
+            }
+        }
+        match next {
+            Some(found) => (attempt, body) = found,
+            None => return,
+        }
+    }
+}
+
+/// Runs one async attempt and finishes it; returns what its finish lets start.
+async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
+    let slot = attempt.slot();
+    let Attempt {
+        context,
+        timeout,
+        running_seq,
+        ..
+    } = attempt;
+    let (id, number) = (context.id(), context.attempt());
+    let inner = context.manager();
+    let run = async {
+        // Yields when this task used up its budget (see `run_attempts`).
+        tokio::task::consume_budget().await;
+        if let Some(seq) = running_seq {
+            // Boxed: only persisted tasks wait here, and the attempt's future stays small for
+            // all others.
+            Box::pin(inner.commit_running(id, seq)).await;
+        }
+        run_async(body, context.clone(), timeout).await
+    };
+    let outcome = tokio::select! {
+        biased;
+        () = context.stopped() => None,
+        outcome = run => Some(outcome),
+    };
+    context.mark_ended();
+    inner.finish(id, number, outcome, Some(slot))
+}
+
+/// Runs a blocking attempt on the blocking pool, coordinated by a task of its own that applies
+/// the timeout and records the outcome.
+fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
+    let span = attempt_span(inner, &attempt);
+    let slot = attempt.slot();
+    let Attempt {
+        context,
+        timeout,
+        running_seq,
+        ..
+    } = attempt;
+    let (id, number) = (context.id(), context.attempt());
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let job_span = span.clone();
+    let job_context = context.clone();
+    let job = Box::new(move || {
+        let _slot = slot;
+        let outcome = job_span.in_scope(|| {
+            job_context
+                .clone()
+                .enter_blocking(|| run_blocking(body, &job_context))
+        });
+        let _ = sender.send(outcome);
+    });
+    let coordinator = async move {
+        let inner = context.manager();
+        let received = async {
+            if let Some(seq) = running_seq {
+                Box::pin(inner.commit_running(id, seq)).await;
+            }
+            if let Err(job) = inner.blocking.execute(job) {
+                drop(job);
+            }
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, receiver)
+                    .await
+                    .unwrap_or_else(|_| Ok(Err(timed_out(limit)))),
+                None => receiver.await,
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            () = context.stopped() => None,
+            received = received => Some(received.unwrap_or_else(|_| {
+                Err(TaskFailure::new("the blocking pool is closed; the attempt did not run"))
+            })),
+        };
+        context.mark_ended();
+        let starts = inner.finish(id, number, outcome, None);
+        launch(inner, starts);
+    };
+    inner
+        .tracker
+        .spawn_on(coordinator.instrument(span), &inner.runtime);
+}
+
 async fn run_async(
-    future: std::pin::Pin<Box<dyn Future<Output = TaskResult> + Send>>,
+    future: AsyncBody,
     context: TaskContext,
     timeout: Option<Duration>,
 ) -> TaskResult {
@@ -406,7 +470,7 @@ async fn run_async(
     caught.unwrap_or_else(|panic| Err(panic_failure(panic.as_ref(), &context)))
 }
 
-fn run_blocking(f: Box<dyn FnOnce() -> TaskResult + Send>, context: &TaskContext) -> TaskResult {
+fn run_blocking(f: BlockingBody, context: &TaskContext) -> TaskResult {
     std::panic::catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|panic| Err(panic_failure(panic.as_ref(), context)))
 }

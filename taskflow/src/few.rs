@@ -17,6 +17,14 @@ impl<T> Few<T> {
         }
     }
 
+    /// A list of `item` alone.
+    pub(crate) fn one(item: T) -> Self {
+        Self {
+            first: Some(item),
+            rest: Vec::new(),
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.first.is_none()
     }
