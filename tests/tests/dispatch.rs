@@ -278,3 +278,50 @@ async fn zero_limits_are_configuration_errors() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_run_of_queued_tasks_lets_other_tasks_run() {
+    // One slot: every task after the first is started by the finish of the one before, in the
+    // same tokio task. On a one-thread runtime the ticker only advances if that run yields.
+    let manager = TaskManager::builder()
+        .max_concurrent_tasks(1)
+        .build()
+        .await
+        .expect("builds");
+    let ticks = std::sync::Arc::new(AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = std::sync::Arc::clone(&ticks);
+        async move {
+            loop {
+                ticks.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let mut last = None;
+    for _ in 0..2_000 {
+        let (ticks, seen) = (std::sync::Arc::clone(&ticks), std::sync::Arc::clone(&seen));
+        let id = manager
+            .spawn("chain", async move {
+                seen.lock().push(ticks.load(Ordering::SeqCst));
+            })
+            .await
+            .expect("enqueued");
+        last = Some(id);
+    }
+    let last = last.expect("tasks were added");
+    assert_eq!(
+        manager.wait(last).await.expect("waits").status,
+        TaskStatus::Success
+    );
+    ticker.abort();
+    let seen = seen.lock();
+    assert_eq!(seen.len(), 2_000);
+    assert!(
+        seen.last() > seen.first(),
+        "the ticker never ran while 2,000 tasks ran: {:?} … {:?}",
+        seen.first(),
+        seen.last()
+    );
+}
