@@ -348,14 +348,16 @@ fn attempt_span(inner: &Arc<Inner>, attempt: &Attempt) -> tracing::Span {
 /// as often as a task polling that many other futures would.
 async fn run_attempts(mut attempt: Attempt, mut body: AsyncBody) {
     loop {
-        let inner = Arc::clone(attempt.context.manager());
-        let span = attempt_span(&inner, &attempt);
+        let span = attempt_span(attempt.context.manager(), &attempt);
         let starts = run_async_attempt(attempt, body).instrument(span).await;
         let mut next = None;
         for Start { attempt, run } in starts {
             match run {
                 TaskRun::Async(future) if next.is_none() => next = Some((attempt, future)),
-                run => launch(&inner, Starts::one(Start { attempt, run })),
+                run => {
+                    let inner = Arc::clone(attempt.context.manager());
+                    launch(&inner, Starts::one(Start { attempt, run }));
+                }
             }
         }
         match next {

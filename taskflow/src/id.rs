@@ -31,12 +31,12 @@ static LAST_STAMP: AtomicU64 = AtomicU64::new(0);
 /// Bits of the per-millisecond counter: the UUID's 12-bit `rand_a` field (RFC 9562, method 3).
 const COUNTER_BITS: u32 = 12;
 
-/// A stamp greater than every stamp handed out before, from the clock when it moved on.
+/// A stamp greater than every stamp handed out before, from `now` when the clock moved on.
 ///
 /// More than 4,096 ids in one millisecond borrow from the next millisecond, so the order holds
 /// without a lock; the stamp falls back to the clock once it catches up.
-fn next_stamp() -> u64 {
-    let now = SystemTime::now()
+fn next_stamp(now: SystemTime) -> u64 {
+    let now = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX >> 16));
     let floor = now << COUNTER_BITS;
@@ -65,7 +65,12 @@ impl TaskId {
     /// assert!(a < b);
     /// ```
     pub fn new() -> Self {
-        let stamp = next_stamp();
+        Self::at(SystemTime::now())
+    }
+
+    /// A new id for something made at `now` (one clock reading for the id and the record).
+    pub(crate) fn at(now: SystemTime) -> Self {
+        let stamp = next_stamp(now);
         let millis = stamp >> COUNTER_BITS;
         let counter = stamp & ((1 << COUNTER_BITS) - 1);
         // unix_ts_ms (48 bits) | version 7 (4 bits) | counter (12 bits)

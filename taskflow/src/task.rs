@@ -848,17 +848,29 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// A new pending record; the caller fills in `source`, `queue` and `executor`.
+    /// A new pending record created now.
+    #[cfg(test)]
     pub(crate) fn pending(
         task_id: TaskId,
         func_name: impl Into<SharedStr>,
         instance_id: impl Into<SharedStr>,
     ) -> Self {
+        Self::pending_at(task_id, func_name, instance_id, Utc::now())
+    }
+
+    /// A new pending record created at `created_at`; the caller fills in `source`, `queue` and
+    /// `executor`.
+    pub(crate) fn pending_at(
+        task_id: TaskId,
+        func_name: impl Into<SharedStr>,
+        instance_id: impl Into<SharedStr>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
         Self {
             task_id,
             func_name: func_name.into(),
             status: TaskStatus::Pending,
-            created_at: Utc::now(),
+            created_at,
             start_time: None,
             end_time: None,
             duration: None,

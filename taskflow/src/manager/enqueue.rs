@@ -101,10 +101,12 @@ impl Inner {
 
     /// Builds the record of a new task; no lock, no I/O.
     fn prepare(&self, new: NewTask, opts: AddOptions) -> (Box<TaskRecord>, Runnable) {
-        let mut record = Box::new(TaskRecord::pending(
-            TaskId::new(),
+        let now = std::time::SystemTime::now();
+        let mut record = Box::new(TaskRecord::pending_at(
+            TaskId::at(now),
             new.name,
             self.instance_id.clone(),
+            DateTime::<Utc>::from(now),
         ));
         record.queue = opts
             .queue

@@ -129,13 +129,12 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
             serde_json::from_str(&body).map_err(|e| format!("its record: {e}"))?;
         let name: String = row.get(1).map_err(|e| e.to_string())?;
         let instance_id: String = row.get(3).map_err(|e| e.to_string())?;
-        let mut record = TaskRecord::pending(task_id, name, instance_id);
+        let mut record = TaskRecord::pending_at(task_id, name, instance_id, body.created_at);
         record.status = status;
         record.idempotency_key = row.get(4).map_err(|e| e.to_string())?;
         record.queue = row.get::<_, String>(5).map_err(|e| e.to_string())?.into();
         record.persist = row.get(6).map_err(|e| e.to_string())?;
         record.tags = tags;
-        record.created_at = body.created_at;
         record.start_time = body.start_time;
         record.end_time = body.end_time;
         record.duration = body.duration;
