@@ -2,7 +2,9 @@
 //! with backoff, and the blocking pool hand-off.
 //!
 //! Attempts are spawned only after the state lock is released ([`launch`]), so a runtime that
-//! drops a future at spawn time can never re-enter the lock.
+//! drops a future at spawn time can never re-enter the lock. An async attempt runs in a tokio
+//! task that goes on to run the next async attempt its finish starts ([`run_attempts`]), so a
+//! backlog drains without a spawn per task.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -161,7 +163,7 @@ impl Inner {
     ) -> Starts {
         // Read before locking: the end of this attempt and the start of the next one.
         let now = Utc::now();
-        let starts = {
+        {
             let mut state = self.state.lock();
             if let Some(mut slot) = slot {
                 slot.release(&mut state);
@@ -170,8 +172,7 @@ impl Inner {
                 self.record_outcome(&mut state, id, attempt, outcome, now);
             }
             self.pump(&mut state, now)
-        };
-        starts
+        }
     }
 
     fn record_outcome(

@@ -561,8 +561,9 @@ mod tests {
     fn lists_newest_first_through_removals_and_late_inserts() {
         let mut rng = fastrand::Rng::with_seed(11);
         let mut h = History::new(usize::MAX);
-        let made: Vec<Box<TaskRecord>> =
-            (0..3_000).map(|_| record("a", TaskStatus::Success)).collect();
+        let made: Vec<Box<TaskRecord>> = (0..3_000)
+            .map(|_| record("a", TaskStatus::Success))
+            .collect();
         let mut held = std::collections::BTreeSet::new();
         let mut later = Vec::new();
         for r in made {
@@ -586,7 +587,12 @@ mod tests {
                 h.insert(r);
             }
         }
-        let expected: Vec<TaskId> = held.iter().rev().take(TaskFilter::MAX_LIMIT).copied().collect();
+        let expected: Vec<TaskId> = held
+            .iter()
+            .rev()
+            .take(TaskFilter::MAX_LIMIT)
+            .copied()
+            .collect();
         assert_eq!(listed(&h), expected);
         assert!(h.order.len() <= held.len() + History::MIN_COMPACTION.max(held.len()));
         // A removed record that comes back takes its old place once.

@@ -36,9 +36,9 @@ const COUNTER_BITS: u32 = 12;
 /// More than 4,096 ids in one millisecond borrow from the next millisecond, so the order holds
 /// without a lock; the stamp falls back to the clock once it catches up.
 fn next_stamp(now: SystemTime) -> u64 {
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX >> 16));
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX >> 16)
+    });
     let floor = now << COUNTER_BITS;
     let mut last = LAST_STAMP.load(AtomicOrdering::Relaxed);
     loop {
@@ -228,7 +228,11 @@ mod tests {
         for (n, id) in ids.iter().enumerate() {
             map.insert(*id, n);
         }
-        assert!(ids.iter().enumerate().all(|(n, id)| map.get(id) == Some(&n)));
+        assert!(
+            ids.iter()
+                .enumerate()
+                .all(|(n, id)| map.get(id) == Some(&n))
+        );
         let buckets: std::collections::HashSet<u64> = ids
             .iter()
             .map(|id| {
@@ -237,6 +241,10 @@ mod tests {
                 hasher.finish() >> 57
             })
             .collect();
-        assert_eq!(buckets.len(), 128, "the top 7 bits (hashbrown's tag) all occur");
+        assert_eq!(
+            buckets.len(),
+            128,
+            "the top 7 bits (hashbrown's tag) all occur"
+        );
     }
 }

@@ -398,6 +398,11 @@ impl IntoFuture for AddBuilder {
 #[must_use = "futures do nothing unless polled"]
 pub struct AddFuture(AddState);
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the builder is taken on the first poll; boxing it would cost the allocation per \
+              task that this future exists to avoid"
+)]
 enum AddState {
     Start(Option<AddBuilder>),
     Storing(Pin<Box<dyn Future<Output = Result<TaskId>> + Send>>),
@@ -415,7 +420,9 @@ impl Future for AddFuture {
                         manager,
                         task,
                         options,
-                    } = builder.take().expect("`AddFuture` polled after it resolved");
+                    } = builder
+                        .take()
+                        .expect("`AddFuture` polled after it resolved");
                     let task = match task {
                         Ok(task) => task,
                         Err(error) => return Poll::Ready(Err(error)),

@@ -102,7 +102,10 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.reply(sender, record.clone());
         outbox.free(Box::new(record.clone()));
-        assert!(receiver.try_recv().is_err(), "nothing is sent before the drop");
+        assert!(
+            receiver.try_recv().is_err(),
+            "nothing is sent before the drop"
+        );
         drop(outbox);
         assert_eq!(receiver.try_recv().ok(), Some(record));
     }

@@ -19,24 +19,24 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::blocking::BlockingPool;
+use crate::context::TaskContext;
 use crate::dispatch::{Dispatch, QueueConfig, QueueIndex, QueueStats};
 use crate::error::{Error, Result};
 use crate::executor;
-use crate::history::{History, ListPage, Metrics, TaskFilter};
-use crate::context::TaskContext;
 use crate::few::Few;
+use crate::history::{History, ListPage, Metrics, TaskFilter};
 use crate::id::IdMap;
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
 use crate::registry::{Decoder, Registry};
-use crate::store::Store;
 use crate::shared_str::SharedStr;
+use crate::store::Store;
 use crate::task::{
     LogEntry, Task, TaskFailure, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus,
 };
 
 pub use builder::TaskManagerBuilder;
-pub use enqueue::{AddBuilder, AddFuture};
 pub(crate) use enqueue::NewTask;
+pub use enqueue::{AddBuilder, AddFuture};
 pub(crate) use lock::{Outbox, StateLock};
 pub(crate) use storage::StorageConfig;
 
@@ -826,13 +826,15 @@ impl Inner {
 
     /// Appends `entry` to `record`'s log and publishes it.
     pub(crate) fn push_log(&self, record: &mut TaskRecord, entry: LogEntry) {
-        self.events.publish(|| TaskEvent::Log(LogEvent::of(record, &entry)));
+        self.events
+            .publish(|| TaskEvent::Log(LogEvent::of(record, &entry)));
         record.logs.push(entry);
     }
 
     /// Publishes a state change of `record`.
     pub(crate) fn publish_state(&self, record: &TaskRecord) {
-        self.events.publish(|| TaskEvent::Lifecycle(LifecycleEvent::of(record)));
+        self.events
+            .publish(|| TaskEvent::Lifecycle(LifecycleEvent::of(record)));
     }
 
     /// Moves a live task to a final state at `now`: updates its record, forgets its live entry
