@@ -388,10 +388,14 @@ impl History {
             let Some(oldest) = self.finished.pop_front() else {
                 break;
             };
-            if self.get(oldest).is_some_and(|r| r.status.is_finished())
-                && let Some(record) = self.remove(oldest)
-            {
-                evicted(record);
+            // One lookup of a record that is cold by now; one that runs again (never expected
+            // here) goes back.
+            if let Some(record) = self.remove(oldest) {
+                if record.status.is_finished() {
+                    evicted(record);
+                } else {
+                    self.insert(record);
+                }
             }
         }
     }
