@@ -2,7 +2,7 @@
 //! choice of which pending task starts next across queues.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -133,9 +133,13 @@ impl PartialOrd for Waiting {
 /// The waiting tasks of one queue: a FIFO lane per priority, each sorted by sequence, so the
 /// common push (newest sequence) and pop are O(1) where a binary heap pays O(log n) with a
 /// cache miss per level on a long backlog. Takes tasks in the order of [`Waiting`]'s `Ord`.
+///
+/// The lanes are few (one per distinct priority in use), kept in a vector sorted by priority:
+/// the highest is last, so the common case of one priority never searches.
 #[derive(Debug, Default)]
 struct Lanes {
-    by_priority: BTreeMap<i32, VecDeque<Waiting>>,
+    /// Ascending by priority. Only a sole lane is ever empty (see `pop`).
+    lanes: Vec<(i32, VecDeque<Waiting>)>,
     len: usize,
 }
 
@@ -145,7 +149,29 @@ impl Lanes {
     }
 
     fn push(&mut self, waiting: Waiting) {
-        let lane = self.by_priority.entry(waiting.priority).or_default();
+        let at = match self.lanes.last() {
+            Some((top, _)) if *top == waiting.priority => self.lanes.len() - 1,
+            _ => match self
+                .lanes
+                .binary_search_by_key(&waiting.priority, |(priority, _)| *priority)
+            {
+                Ok(at) => at,
+                Err(at) => {
+                    // The lane `pop` keeps when it empties goes when another priority arrives.
+                    if let [(_, only)] = self.lanes.as_slice()
+                        && only.is_empty()
+                    {
+                        self.lanes.clear();
+                        self.lanes.push((waiting.priority, VecDeque::new()));
+                        0
+                    } else {
+                        self.lanes.insert(at, (waiting.priority, VecDeque::new()));
+                        at
+                    }
+                }
+            },
+        };
+        let lane = &mut self.lanes[at].1;
         // A new task has the newest sequence and goes last; a delayed start or a retry wait that
         // ends comes back with an older one and goes to its place.
         if lane.back().is_none_or(|last| last.seq < waiting.seq) {
@@ -158,36 +184,31 @@ impl Lanes {
     }
 
     fn peek(&self) -> Option<&Waiting> {
-        // The highest lane holds the head, unless it is the empty lane `pop` keeps.
-        match self.by_priority.last_key_value() {
-            Some((_, lane)) if !lane.is_empty() => lane.front(),
-            _ => self.by_priority.values().rev().find_map(VecDeque::front),
-        }
+        self.lanes.last().and_then(|(_, lane)| lane.front())
     }
 
     fn pop(&mut self) -> Option<Waiting> {
-        let priority = self.peek()?.priority;
-        let lane = self.by_priority.get_mut(&priority)?;
+        let (_, lane) = self.lanes.last_mut()?;
         let waiting = lane.pop_front()?;
         // Keep one lane (with its buffer) for the common single-priority case; drop the others
         // when they empty so distinct priorities do not pile up.
-        if lane.is_empty() && self.by_priority.len() > 1 {
-            self.by_priority.remove(&priority);
+        if lane.is_empty() && self.lanes.len() > 1 {
+            self.lanes.pop();
         }
         self.len -= 1;
         Some(waiting)
     }
 
     fn remove(&mut self, id: TaskId) {
-        for lane in self.by_priority.values_mut() {
+        for (_, lane) in &mut self.lanes {
             lane.retain(|w| w.id != id);
         }
-        self.by_priority.retain(|_, lane| !lane.is_empty());
-        self.len = self.by_priority.values().map(VecDeque::len).sum();
+        self.lanes.retain(|(_, lane)| !lane.is_empty());
+        self.len = self.lanes.iter().map(|(_, lane)| lane.len()).sum();
     }
 
     fn clear(&mut self) {
-        self.by_priority.clear();
+        self.lanes.clear();
         self.len = 0;
     }
 }
