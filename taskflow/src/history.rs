@@ -299,9 +299,9 @@ pub struct NameStats {
 /// The bounded record window.
 ///
 /// Records are found by id through a hash map; `order` keeps their ids ascending for listing
-/// newest first. Removing a record leaves its id in `order` as a tombstone, skipped when read,
-/// dropped once it reaches the front (the usual case: the oldest finished record goes first) or
-/// when tombstones outnumber live ids, so a removal never shifts the whole index.
+/// newest first. Removing the oldest record (the usual case: the oldest finished record goes
+/// first) pops its id; removing another leaves its id in `order` as a tombstone, skipped when
+/// read and dropped when tombstones outnumber live ids, so a removal never shifts the index.
 #[derive(Debug)]
 pub(crate) struct History {
     /// Boxed so that a record is written once and then moved as a pointer.
@@ -365,12 +365,10 @@ impl History {
 
     fn remove(&mut self, id: TaskId) -> Option<Box<TaskRecord>> {
         let record = self.records.remove(&id)?;
-        self.tombstones += 1;
-        while let Some(front) = self.order.front()
-            && !self.records.contains_key(front)
-        {
+        if self.order.front() == Some(&id) {
             self.order.pop_front();
-            self.tombstones -= 1;
+        } else {
+            self.tombstones += 1;
         }
         if self.tombstones >= Self::MIN_COMPACTION && self.tombstones > self.records.len() {
             let records = &self.records;

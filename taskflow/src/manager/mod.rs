@@ -322,7 +322,6 @@ impl TaskManager {
     /// See [`TaskManager`].
     pub async fn wait(&self, id: TaskId) -> Result<TaskRecord> {
         enum Next {
-            Done(Box<TaskRecord>),
             Wait(tokio::sync::oneshot::Receiver<TaskRecord>),
             Poll,
             Store,
@@ -332,22 +331,21 @@ impl TaskManager {
                 let mut state = self.inner.state.lock();
                 let accepting = state.accepting;
                 let State { history, live, .. } = &mut *state;
-                match (history.get(id), live.get_mut(&id)) {
-                    (Some(record), _) if record.status.is_finished() => {
-                        Next::Done(Box::new(record.clone()))
-                    }
-                    (Some(_), Some(live)) => {
-                        let (sender, receiver) = tokio::sync::oneshot::channel();
-                        live.waiters.push(sender);
-                        Next::Wait(receiver)
-                    }
-                    (Some(record), None) if !accepting => Next::Done(Box::new(record.clone())),
-                    (Some(_), None) => Next::Poll,
-                    (None, _) => Next::Store,
+                match history.get(id) {
+                    None => Next::Store,
+                    Some(record) if record.status.is_finished() => return Ok(record.clone()),
+                    Some(record) => match live.get_mut(&id) {
+                        Some(live) => {
+                            let (sender, receiver) = tokio::sync::oneshot::channel();
+                            live.waiters.push(sender);
+                            Next::Wait(receiver)
+                        }
+                        None if !accepting => return Ok(record.clone()),
+                        None => Next::Poll,
+                    },
                 }
             };
             match next {
-                Next::Done(record) => return Ok(*record),
                 // A closed channel means the task left this instance unfinished (kept for the
                 // next start at shutdown): look again.
                 Next::Wait(receiver) => {
