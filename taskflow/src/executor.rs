@@ -328,7 +328,7 @@ type BlockingBody = Box<dyn FnOnce() -> TaskResult + Send>;
 
 /// The span of one attempt: a root span (not a child of whatever span launches it: a request,
 /// or the attempt that freed the slot) that follows from the span that enqueued the task.
-fn attempt_span(inner: &Arc<Inner>, attempt: &Attempt) -> tracing::Span {
+fn attempt_span(attempt: &Attempt) -> tracing::Span {
     let context = &attempt.context;
     let span = tracing::info_span!(
         target: "taskflow::executor",
@@ -339,7 +339,7 @@ fn attempt_span(inner: &Arc<Inner>, attempt: &Attempt) -> tracing::Span {
         attempt = context.attempt(),
     );
     span.follows_from(&attempt.parent_span);
-    crate::observe::continue_trace(&span, inner, context.id());
+    crate::observe::continue_trace(&span, context.manager(), context.id());
     span
 }
 
@@ -349,7 +349,7 @@ fn attempt_span(inner: &Arc<Inner>, attempt: &Attempt) -> tracing::Span {
 /// as often as a task polling that many other futures would.
 async fn run_attempts(mut attempt: Attempt, mut body: AsyncBody) {
     loop {
-        let span = attempt_span(attempt.context.manager(), &attempt);
+        let span = attempt_span(&attempt);
         let starts = run_async_attempt(attempt, body).instrument(span).await;
         let mut next = None;
         for Start { attempt, run } in starts {
@@ -401,7 +401,7 @@ async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
 /// Runs a blocking attempt on the blocking pool, coordinated by a task of its own that applies
 /// the timeout and records the outcome.
 fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
-    let span = attempt_span(inner, &attempt);
+    let span = attempt_span(&attempt);
     let slot = attempt.slot();
     let Attempt {
         context,

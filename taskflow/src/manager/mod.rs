@@ -102,9 +102,13 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Frees idempotency key `key` if run `id` holds it.
-    fn release_key(&mut self, key: Option<&str>, id: TaskId) {
-        release_key(&mut self.keys, key, id);
+    /// Forgets the live entry of task `id`, stopping its running attempt if it has one.
+    pub(crate) fn remove_live(&mut self, id: TaskId) -> Option<Live> {
+        let live = self.live.remove(&id)?;
+        if let Some(attempt) = &live.attempt {
+            attempt.stop();
+        }
+        Some(live)
     }
 }
 
@@ -556,7 +560,11 @@ impl TaskManager {
         let mut state = self.inner.state.lock();
         let purged = state.history.purge(cutoff);
         for record in &purged {
-            state.release_key(record.idempotency_key.as_deref(), record.task_id);
+            release_key(
+                &mut state.keys,
+                record.idempotency_key.as_deref(),
+                record.task_id,
+            );
         }
         Ok(stored.unwrap_or(purged.len()))
     }
@@ -846,15 +854,9 @@ impl Inner {
         now: DateTime<Utc>,
         update: impl FnOnce(&mut TaskRecord),
     ) {
-        let waiters = match state.live.remove(&id) {
-            Some(live) => {
-                if let Some(attempt) = &live.attempt {
-                    attempt.stop();
-                }
-                live.waiters
-            }
-            None => Few::new(),
-        };
+        let waiters = state
+            .remove_live(id)
+            .map_or_else(Few::new, |live| live.waiters);
         let State {
             history, outbox, ..
         } = state;
@@ -874,7 +876,7 @@ impl Inner {
         let key = record.idempotency_key.clone();
         self.queue_save(state, id);
         if !status.holds_idempotency_key() {
-            state.release_key(key.as_deref(), id);
+            release_key(&mut state.keys, key.as_deref(), id);
         }
         self.evict(state, id);
     }

@@ -212,9 +212,7 @@ impl Inner {
                 r.error = Some("not started before shutdown".to_owned());
             });
         }
-        if let Some(attempt) = state.live.remove(&id).and_then(|live| live.attempt) {
-            attempt.stop();
-        }
+        state.remove_live(id);
         if let Some(record) = state.history.get_mut(id) {
             record.persist = true;
             self.push_log(
@@ -238,9 +236,7 @@ impl Inner {
                 r.error = Some(message.to_owned())
             });
         }
-        if let Some(attempt) = state.live.remove(&id).and_then(|live| live.attempt) {
-            attempt.stop();
-        }
+        state.remove_live(id);
         if let Some(record) = state.history.get_mut(id) {
             record.status = TaskStatus::Pending;
             record.persist = true;
