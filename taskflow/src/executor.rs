@@ -350,7 +350,12 @@ fn attempt_span(attempt: &Attempt) -> tracing::Span {
 async fn run_attempts(mut attempt: Attempt, mut body: AsyncBody) {
     loop {
         let span = attempt_span(&attempt);
-        let starts = run_async_attempt(attempt, body).instrument(span).await;
+        // A span no subscriber wants is not entered at every poll.
+        let starts = if span.is_disabled() {
+            run_async_attempt(attempt, body).await
+        } else {
+            run_async_attempt(attempt, body).instrument(span).await
+        };
         let mut next = None;
         for Start { attempt, run } in starts {
             match run {

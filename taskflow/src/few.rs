@@ -38,17 +38,6 @@ impl<T> Few<T> {
     }
 }
 
-impl<T> Few<T> {
-    /// Empties the list in place, handing each item to `f` in push order (moving items out one
-    /// at a time instead of moving the whole list first).
-    pub(crate) fn drain_each(&mut self, mut f: impl FnMut(T)) {
-        if let Some(first) = self.first.take() {
-            f(first);
-        }
-        self.rest.drain(..).for_each(f);
-    }
-}
-
 impl<T> Default for Few<T> {
     fn default() -> Self {
         Self::new()
@@ -76,12 +65,9 @@ mod tests {
             few.push(n);
         }
         assert!(!few.is_empty());
-        let mut drained = Vec::new();
-        few.drain_each(|n| drained.push(n));
-        assert!(few.is_empty());
-        assert_eq!(drained, vec![0, 1, 2, 3, 4]);
-        few.push(5);
-        few.push(6);
-        assert_eq!(few.into_iter().collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(few.into_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        let mut one = Few::one(5);
+        one.push(6);
+        assert_eq!(one.into_iter().collect::<Vec<_>>(), vec![5, 6]);
     }
 }

@@ -32,22 +32,26 @@ struct Runnable {
 impl Inner {
     /// Whether accepting this task waits for the store: a `persist` task is written first, a key
     /// is reserved there, and a full backlog of unsaved records is flushed first.
-    fn accept_waits(&self, new: &NewTask, opts: &AddOptions) -> bool {
+    fn accept_waits(&self, new: &NewTask, opts: Option<&AddOptions>) -> bool {
         self.store.is_some()
             && (new.options.persist
-                || opts.idempotency_key.is_some()
+                || opts.is_some_and(|opts| opts.idempotency_key.is_some())
                 || self.unsaved_len() > MAX_UNSAVED)
     }
 
     /// Accepts a task that does not wait for the store: prepared and queued at once.
-    fn accept_now(self: &Arc<Self>, new: NewTask, opts: AddOptions) -> Result<TaskId> {
+    fn accept_now(self: &Arc<Self>, new: NewTask, opts: Option<Box<AddOptions>>) -> Result<TaskId> {
         let (record, runnable) = self.prepare(new, opts);
         self.enqueue(record, runnable, false)
     }
 
     /// Accepts a task: stored first when it is `persist` (or its key reserved when it has one),
     /// then queued. `Ok` for a `persist` task means committed.
-    async fn accept(self: Arc<Self>, new: NewTask, opts: AddOptions) -> Result<TaskId> {
+    async fn accept(
+        self: Arc<Self>,
+        new: NewTask,
+        opts: Option<Box<AddOptions>>,
+    ) -> Result<TaskId> {
         if !self.state.lock().accepting {
             return Err(Error::ShuttingDown);
         }
@@ -99,7 +103,8 @@ impl Inner {
     }
 
     /// Builds the record of a new task; no lock, no I/O.
-    fn prepare(&self, new: NewTask, opts: AddOptions) -> (Box<TaskRecord>, Runnable) {
+    fn prepare(&self, new: NewTask, opts: Option<Box<AddOptions>>) -> (Box<TaskRecord>, Runnable) {
+        let opts = opts.map(|opts| *opts).unwrap_or_default();
         let now = std::time::SystemTime::now();
         let mut record = Box::new(TaskRecord::pending_at(
             TaskId::at(now),
@@ -267,7 +272,8 @@ struct AddOptions {
 pub struct AddBuilder {
     manager: TaskManager,
     pub(super) task: Result<NewTask>,
-    options: AddOptions,
+    /// Boxed once an option is set: most tasks set none, and the builder moves a few times.
+    options: Option<Box<AddOptions>>,
 }
 
 impl AddBuilder {
@@ -275,8 +281,12 @@ impl AddBuilder {
         Self {
             manager,
             task,
-            options: AddOptions::default(),
+            options: None,
         }
+    }
+
+    fn options(&mut self) -> &mut AddOptions {
+        self.options.get_or_insert_default()
     }
 
     /// A second `add` with the same key, while a run holding it is pending, running or
@@ -286,7 +296,7 @@ impl AddBuilder {
     ///
     /// See [`AddBuilder`].
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
-        self.options.idempotency_key = Some(key.into());
+        self.options().idempotency_key = Some(key.into());
         self
     }
 
@@ -299,7 +309,7 @@ impl AddBuilder {
         mut self,
         tags: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        self.options
+        self.options()
             .tags
             .extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
@@ -311,7 +321,7 @@ impl AddBuilder {
     ///
     /// See [`AddBuilder`].
     pub fn priority(mut self, priority: i32) -> Self {
-        self.options.priority = Some(priority);
+        self.options().priority = Some(priority);
         self
     }
 
@@ -321,7 +331,7 @@ impl AddBuilder {
     ///
     /// See [`AddBuilder`].
     pub fn queue(mut self, queue: impl Into<SharedStr>) -> Self {
-        self.options.queue = Some(queue.into());
+        self.options().queue = Some(queue.into());
         self
     }
 
@@ -332,7 +342,7 @@ impl AddBuilder {
     /// See [`AddBuilder`].
     pub fn delay(mut self, delay: Duration) -> Self {
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        self.options.run_at = Some((delay, at));
+        self.options().run_at = Some((delay, at));
         self
     }
 
@@ -352,7 +362,7 @@ impl AddBuilder {
     /// ```
     pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
         let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        self.options.run_at = Some((wait, at));
+        self.options().run_at = Some((wait, at));
         self
     }
 }
@@ -427,7 +437,7 @@ impl Future for AddFuture {
                         Err(error) => return Poll::Ready(Err(error)),
                     };
                     let inner = manager.inner;
-                    if !inner.accept_waits(&task, &options) {
+                    if !inner.accept_waits(&task, options.as_deref()) {
                         return Poll::Ready(inner.accept_now(task, options));
                     }
                     self.0 = AddState::Storing(Box::pin(inner.accept(task, options)));

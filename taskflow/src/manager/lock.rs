@@ -31,7 +31,7 @@ impl StateLock {
                 .0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
-            outbox: Outbox::default(),
+            outbox: None,
         }
     }
 }
@@ -40,7 +40,7 @@ impl StateLock {
 pub(crate) struct StateGuard<'a> {
     state: std::sync::MutexGuard<'a, State>,
     /// Declared after `state`, so dropped (delivered) after the lock is released.
-    outbox: Outbox,
+    outbox: Option<Outbox>,
 }
 
 impl Deref for StateGuard<'_> {
@@ -60,7 +60,7 @@ impl DerefMut for StateGuard<'_> {
 impl Drop for StateGuard<'_> {
     fn drop(&mut self) {
         if !self.state.outbox.is_empty() {
-            self.outbox = std::mem::take(&mut self.state.outbox);
+            self.outbox = Some(std::mem::take(&mut self.state.outbox));
         }
     }
 }
@@ -68,8 +68,9 @@ impl Drop for StateGuard<'_> {
 /// What a locked section leaves to do once the lock is released. Delivered when dropped.
 #[derive(Default)]
 pub(crate) struct Outbox {
-    /// Final records for callers of `wait`.
-    replies: Few<(oneshot::Sender<TaskRecord>, TaskRecord)>,
+    /// Final records for callers of `wait` (in a `Vec`, so that the outbox, taken out of the
+    /// state at every unlock, stays small).
+    replies: Vec<(oneshot::Sender<TaskRecord>, TaskRecord)>,
     /// Records evicted from the window, freed here.
     evicted: Few<Box<TaskRecord>>,
 }
@@ -92,10 +93,13 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        self.replies.drain_each(|(waiter, record)| {
+        if self.replies.is_empty() {
+            return;
+        }
+        for (waiter, record) in std::mem::take(&mut self.replies) {
             // An error means the caller stopped waiting: nothing to do.
             let _ = waiter.send(record);
-        });
+        }
     }
 }
 
