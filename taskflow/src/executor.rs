@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::context::TaskContext;
 use crate::dispatch::{QueueIndex, Waiting};
 use crate::few::Few;
+use crate::history::Entry;
 use crate::manager::{Inner, State};
 use crate::task::{LogEntry, LogLevel, TaskFailure, TaskId, TaskResult, TaskRun, TaskStatus};
 
@@ -101,7 +102,10 @@ impl Inner {
         }
         while let Some((queue, waiting)) = state.dispatch.next() {
             let id = waiting.id;
-            let (Some(live), Some(record)) = (state.live.get_mut(&id), state.history.get_mut(id))
+            let Some(Entry {
+                record,
+                live: Some(live),
+            }) = state.history.entry_mut(id)
             else {
                 state.dispatch.release(queue, waiting.blocking);
                 continue;
@@ -183,11 +187,12 @@ impl Inner {
         outcome: TaskResult,
         now: DateTime<Utc>,
     ) {
-        let current = state
-            .history
-            .get(id)
-            .is_some_and(|r| r.status == TaskStatus::Running && r.attempt == attempt);
-        if !current || !state.live.contains_key(&id) {
+        let current = state.history.entry(id).is_some_and(|e| {
+            e.live.is_some()
+                && e.record.status == TaskStatus::Running
+                && e.record.attempt == attempt
+        });
+        if !current {
             return;
         }
         let failure = match outcome {
@@ -202,10 +207,14 @@ impl Inner {
             Err(failure) => failure,
         };
         tracing::debug!(target: "taskflow::executor", task_id = %id, attempt, error = %failure, "attempt failed");
-        let Some(live) = state.live.get_mut(&id) else {
+        let Some(Entry {
+            record,
+            live: Some(live),
+        }) = state.history.entry_mut(id)
+        else {
             return;
         };
-        let retries_used = state.history.get(id).map_or(0, |r| r.retries_used);
+        let retries_used = record.retries_used;
         let wait = if failure.is_permanent() {
             None
         } else {
@@ -291,16 +300,17 @@ pub(crate) fn schedule(inner: &Arc<Inner>, id: TaskId, waiting: Waiting, wait: D
             }
             let starts = {
                 let mut state = inner.state.lock();
-                let Some(queue) = state.live.get(&id).map(|live| live.queue) else {
+                let Some(Entry {
+                    record,
+                    live: Some(live),
+                }) = state.history.entry(id)
+                else {
                     return;
                 };
-                if state
-                    .history
-                    .get(id)
-                    .is_none_or(|r| r.status != TaskStatus::Pending)
-                {
+                if record.status != TaskStatus::Pending {
                     return;
                 }
+                let queue = live.queue;
                 state.dispatch.push_accepted(queue, waiting);
                 inner.pump(&mut state, Utc::now())
             };

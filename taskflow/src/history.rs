@@ -296,23 +296,36 @@ pub struct NameStats {
     pub p95_duration: Option<f64>,
 }
 
+/// A record in the window with `L`, what its task needs beyond the record while it is pending
+/// or running (the manager's live entry): one allocation and one lookup for both.
+pub(crate) struct Entry<L> {
+    pub(crate) record: TaskRecord,
+    /// `Some` while the task is pending or running on this instance.
+    pub(crate) live: Option<L>,
+}
+
+impl<L> Entry<L> {
+    pub(crate) fn new(record: TaskRecord, live: Option<L>) -> Box<Self> {
+        Box::new(Self { record, live })
+    }
+}
+
 /// The bounded record window.
 ///
 /// Records are found by id through a hash map; `order` keeps their ids ascending for listing
 /// newest first. Removing the oldest record (the usual case: the oldest finished record goes
 /// first) pops its id; removing another leaves its id in `order` as a tombstone, skipped when
 /// read and dropped when tombstones outnumber live ids, so a removal never shifts the index.
-#[derive(Debug)]
-pub(crate) struct History {
-    /// Boxed so that a record is written once and then moved as a pointer.
-    records: IdMap<Box<TaskRecord>>,
+pub(crate) struct History<L> {
+    /// Boxed so that an entry is written once and then moved as a pointer.
+    records: IdMap<Box<Entry<L>>>,
     order: VecDeque<TaskId>,
     tombstones: usize,
     finished: VecDeque<TaskId>,
     max_history: usize,
 }
 
-impl History {
+impl<L> History<L> {
     /// Below this many tombstones `order` is never compacted.
     const MIN_COMPACTION: usize = 1_024;
 
@@ -326,14 +339,11 @@ impl History {
         }
     }
 
-    /// Adds or replaces a record; a finished one must then be passed to [`Self::mark_finished`].
-    #[allow(
-        clippy::box_collection,
-        reason = "the record is boxed where it is made; the window keeps the box"
-    )]
-    pub(crate) fn insert(&mut self, record: Box<TaskRecord>) {
-        let id = record.task_id;
-        if self.records.insert(id, record).is_some() {
+    /// Adds or replaces an entry; a finished one must then be passed to
+    /// [`Self::mark_finished`].
+    pub(crate) fn insert(&mut self, entry: Box<Entry<L>>) {
+        let id = entry.record.task_id;
+        if self.records.insert(id, entry).is_some() {
             return;
         }
         // Ids arrive almost in order: a new one goes last; an older one (recovered, or made
@@ -351,11 +361,28 @@ impl History {
     }
 
     pub(crate) fn get(&self, id: TaskId) -> Option<&TaskRecord> {
-        self.records.get(&id).map(|r| &**r)
+        self.records.get(&id).map(|e| &e.record)
     }
 
     pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut TaskRecord> {
-        self.records.get_mut(&id).map(|r| &mut **r)
+        self.records.get_mut(&id).map(|e| &mut e.record)
+    }
+
+    pub(crate) fn entry(&self, id: TaskId) -> Option<&Entry<L>> {
+        self.records.get(&id).map(|e| &**e)
+    }
+
+    pub(crate) fn entry_mut(&mut self, id: TaskId) -> Option<&mut Entry<L>> {
+        self.records.get_mut(&id).map(|e| &mut **e)
+    }
+
+    /// The ids of the tasks that are pending or running here (those with a live entry).
+    pub(crate) fn live_ids(&self) -> Vec<TaskId> {
+        self.records
+            .iter()
+            .filter(|(_, e)| e.live.is_some())
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     #[cfg(test)]
@@ -363,7 +390,7 @@ impl History {
         self.records.len()
     }
 
-    fn remove(&mut self, id: TaskId) -> Option<Box<TaskRecord>> {
+    fn remove(&mut self, id: TaskId) -> Option<Box<Entry<L>>> {
         let record = self.records.remove(&id)?;
         if self.order.front() == Some(&id) {
             self.order.pop_front();
@@ -380,7 +407,7 @@ impl History {
 
     /// Notes that `id` reached a final state, and hands the oldest finished records beyond the
     /// bound to `evicted` (so the caller can free them after releasing its lock).
-    pub(crate) fn mark_finished(&mut self, id: TaskId, mut evicted: impl FnMut(Box<TaskRecord>)) {
+    pub(crate) fn mark_finished(&mut self, id: TaskId, mut evicted: impl FnMut(Box<Entry<L>>)) {
         self.finished.push_back(id);
         while self.finished.len() > self.max_history {
             let Some(oldest) = self.finished.pop_front() else {
@@ -388,11 +415,11 @@ impl History {
             };
             // One lookup of a record that is cold by now; one that runs again (never expected
             // here) goes back.
-            if let Some(record) = self.remove(oldest) {
-                if record.status.is_finished() {
-                    evicted(record);
+            if let Some(entry) = self.remove(oldest) {
+                if entry.record.status.is_finished() {
+                    evicted(entry);
                 } else {
-                    self.insert(record);
+                    self.insert(entry);
                 }
             }
         }
@@ -401,12 +428,13 @@ impl History {
     /// Removes finished records that ended before `cutoff`; returns them.
     #[allow(
         clippy::vec_box,
-        reason = "records live boxed in the window; moving the box avoids copying the record"
+        reason = "entries live boxed in the window; moving the box avoids copying the record"
     )]
-    pub(crate) fn purge(&mut self, cutoff: DateTime<Utc>) -> Vec<Box<TaskRecord>> {
+    pub(crate) fn purge(&mut self, cutoff: DateTime<Utc>) -> Vec<Box<Entry<L>>> {
         let old: std::collections::HashSet<TaskId> = self
             .records
             .values()
+            .map(|e| &e.record)
             .filter(|r| r.status.is_finished() && r.end_time.unwrap_or(r.created_at) < cutoff)
             .map(|r| r.task_id)
             .collect();
@@ -427,7 +455,7 @@ impl History {
         metrics_of(
             self.records
                 .values()
-                .map(|r| &**r)
+                .map(|e| &e.record)
                 .filter(|r| filter.matches(r)),
         )
     }
@@ -545,13 +573,13 @@ impl Figures {
 mod tests {
     use super::*;
 
-    fn record(name: &str, status: TaskStatus) -> Box<TaskRecord> {
-        let mut r = Box::new(TaskRecord::pending(TaskId::new(), name, "test"));
+    fn record(name: &str, status: TaskStatus) -> Box<Entry<()>> {
+        let mut r = TaskRecord::pending(TaskId::new(), name, "test");
         r.status = status;
-        r
+        Entry::new(r, None)
     }
 
-    fn listed(h: &History) -> Vec<TaskId> {
+    fn listed(h: &History<()>) -> Vec<TaskId> {
         h.list(&TaskFilter::new().limit(TaskFilter::MAX_LIMIT))
             .tasks
             .iter()
@@ -562,8 +590,8 @@ mod tests {
     #[test]
     fn lists_newest_first_through_removals_and_late_inserts() {
         let mut rng = fastrand::Rng::with_seed(11);
-        let mut h = History::new(usize::MAX);
-        let made: Vec<Box<TaskRecord>> = (0..3_000)
+        let mut h = History::<()>::new(usize::MAX);
+        let made: Vec<Box<Entry<()>>> = (0..3_000)
             .map(|_| record("a", TaskStatus::Success))
             .collect();
         let mut held = std::collections::BTreeSet::new();
@@ -573,7 +601,7 @@ mod tests {
             if rng.u8(..5) == 0 {
                 later.push(r);
             } else {
-                held.insert(r.task_id);
+                held.insert(r.record.task_id);
                 h.insert(r);
             }
             if rng.u8(..3) == 0
@@ -585,7 +613,7 @@ mod tests {
             if rng.u8(..7) == 0
                 && let Some(r) = later.pop()
             {
-                held.insert(r.task_id);
+                held.insert(r.record.task_id);
                 h.insert(r);
             }
         }
@@ -596,7 +624,7 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(listed(&h), expected);
-        assert!(h.order.len() <= held.len() + History::MIN_COMPACTION.max(held.len()));
+        assert!(h.order.len() <= held.len() + History::<()>::MIN_COMPACTION.max(held.len()));
         // A removed record that comes back takes its old place once.
         let back = *held.iter().next().expect("records held");
         let record = h.remove(back).expect("held");
@@ -606,14 +634,14 @@ mod tests {
 
     #[test]
     fn evicts_oldest_finished_first_and_never_live_ones() {
-        let mut h = History::new(2);
+        let mut h = History::<()>::new(2);
         let live = record("a", TaskStatus::Running);
-        let live_id = live.task_id;
+        let live_id = live.record.task_id;
         h.insert(live);
         let mut ids = Vec::new();
         for _ in 0..3 {
             let r = record("a", TaskStatus::Pending);
-            ids.push(r.task_id);
+            ids.push(r.record.task_id);
             h.insert(r);
         }
         let mut evicted = Vec::new();
@@ -624,7 +652,7 @@ mod tests {
             h.mark_finished(*id, |r| evicted.push(r));
         }
         assert_eq!(
-            evicted.iter().map(|r| r.task_id).collect::<Vec<_>>(),
+            evicted.iter().map(|r| r.record.task_id).collect::<Vec<_>>(),
             vec![ids[0]]
         );
         assert!(h.get(live_id).is_some());
@@ -633,11 +661,11 @@ mod tests {
 
     #[test]
     fn pages_newest_first_with_cursor() {
-        let mut h = History::new(100);
+        let mut h = History::<()>::new(100);
         let ids: Vec<_> = (0..5)
             .map(|_| {
                 let r = record("a", TaskStatus::Pending);
-                let id = r.task_id;
+                let id = r.record.task_id;
                 h.insert(r);
                 id
             })
@@ -664,7 +692,7 @@ mod tests {
 
     #[test]
     fn p95_and_rates() {
-        let mut h = History::new(100);
+        let mut h = History::<()>::new(100);
         for i in 1..=20 {
             let mut r = record(
                 "a",
@@ -674,7 +702,7 @@ mod tests {
                     TaskStatus::Success
                 },
             );
-            r.duration = Some(f64::from(i));
+            r.record.duration = Some(f64::from(i));
             h.insert(r);
         }
         let m = h.metrics(&TaskFilter::new());

@@ -18,7 +18,6 @@ use crate::dispatch::{Dispatch, QueueConfig};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::history::History;
-use crate::id::IdMap;
 use crate::registry::{Registration, Registry};
 use crate::shared_str::SharedStr;
 use crate::store::{Instance, Store};
@@ -443,7 +442,6 @@ impl TaskManagerBuilder {
                     self.max_blocking_threads,
                     &self.queues,
                 ),
-                live: IdMap::default(),
                 keys: HashMap::new(),
                 seq: 0,
                 accepting: true,

@@ -16,6 +16,7 @@ use crate::dispatch::Waiting;
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::few::Few;
+use crate::history::Entry;
 use crate::shared_str::SharedStr;
 use crate::store::Inserted;
 use crate::task::{Tags, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
@@ -55,7 +56,8 @@ impl Inner {
         if !self.state.lock().accepting {
             return Err(Error::ShuttingDown);
         }
-        let (record, runnable) = self.prepare(new, opts);
+        let (entry, runnable) = self.prepare(new, opts);
+        let record = &entry.record;
         let mut stored = false;
         if let Some(store) = &self.store {
             if self.unsaved_len() > MAX_UNSAVED {
@@ -64,7 +66,7 @@ impl Inner {
             let inserted = if record.persist {
                 stored = true;
                 store
-                    .insert(TaskRecord::clone(&record), self.storage.key_ttl)
+                    .insert(record.clone(), self.storage.key_ttl)
                     .await
                     .inspect_err(|_| self.observers.store_error())?
             } else if let Some(key) = &record.idempotency_key {
@@ -80,38 +82,42 @@ impl Inner {
                 return Ok(holder);
             }
         }
-        self.enqueue(record, runnable, stored)
+        self.enqueue(entry, runnable, stored)
     }
 
     /// Queues a prepared task and starts what can start. `stored`: its row or key is already in
     /// the store.
     fn enqueue(
         self: &Arc<Self>,
-        record: Box<TaskRecord>,
+        entry: Box<Entry<Live>>,
         runnable: Runnable,
         stored: bool,
     ) -> Result<TaskId> {
         // The task was made a moment ago: its creation time stands for the clock reading.
-        let now = record.created_at;
+        let now = entry.record.created_at;
         let (accepted, starts) = {
             let mut state = self.state.lock();
-            let accepted = self.commit(&mut state, record, runnable, stored);
+            let accepted = self.commit(&mut state, entry, runnable, stored);
             (accepted, self.pump(&mut state, now))
         };
         executor::launch(self, starts);
         accepted
     }
 
-    /// Builds the record of a new task; no lock, no I/O.
-    fn prepare(&self, new: NewTask, opts: Option<Box<AddOptions>>) -> (Box<TaskRecord>, Runnable) {
+    /// Builds the record of a new task, in the allocation the history keeps; no lock, no I/O.
+    fn prepare(&self, new: NewTask, opts: Option<Box<AddOptions>>) -> (Box<Entry<Live>>, Runnable) {
         let opts = opts.map(|opts| *opts).unwrap_or_default();
         let now = std::time::SystemTime::now();
-        let mut record = Box::new(TaskRecord::pending_at(
-            TaskId::at(now),
-            new.name,
-            self.instance_id.clone(),
-            DateTime::<Utc>::from(now),
-        ));
+        let mut entry = Entry::new(
+            TaskRecord::pending_at(
+                TaskId::at(now),
+                new.name,
+                self.instance_id.clone(),
+                DateTime::<Utc>::from(now),
+            ),
+            None,
+        );
+        let record = &mut entry.record;
         record.queue = opts
             .queue
             .unwrap_or(SharedStr::from_static(new.options.queue));
@@ -136,23 +142,24 @@ impl Inner {
             wait: opts.run_at.map(|(wait, _)| wait),
             parent_span: tracing::Span::current(),
         };
-        (record, runnable)
+        (entry, runnable)
     }
 
     /// Queues a prepared task under the lock. `stored`: its row or key is already in the store.
     fn commit(
         self: &Arc<Self>,
         state: &mut State,
-        record: Box<TaskRecord>,
+        mut entry: Box<Entry<Live>>,
         runnable: Runnable,
         stored: bool,
     ) -> Result<TaskId> {
+        let record = &entry.record;
         let id = record.task_id;
         if !state.accepting {
             if stored {
                 self.reject(
                     state,
-                    record,
+                    entry,
                     "the manager shut down before the task was queued".to_owned(),
                 );
             }
@@ -179,7 +186,7 @@ impl Inner {
             let queue = record.queue.clone();
             self.reject(
                 state,
-                record,
+                entry,
                 format!("queue `{queue}` is full ({max_size} pending tasks)"),
             );
             return Err(Error::QueueFull {
@@ -192,21 +199,18 @@ impl Inner {
         {
             state.keys.insert(key.clone(), id);
         }
-        self.publish_state(&record);
-        state.history.insert(record);
-        state.live.insert(
-            id,
-            Live {
-                queue,
-                options: runnable.options,
-                next: Some(runnable.first),
-                factory: runnable.factory,
-                blocking,
-                attempt: None,
-                parent_span: runnable.parent_span,
-                waiters: Few::new(),
-            },
-        );
+        self.publish_state(record);
+        entry.live = Some(Live {
+            queue,
+            options: runnable.options,
+            next: Some(runnable.first),
+            factory: runnable.factory,
+            blocking,
+            attempt: None,
+            parent_span: runnable.parent_span,
+            waiters: Few::new(),
+        });
+        state.history.insert(entry);
         if let Some(wait) = runnable.wait {
             executor::schedule(self, id, waiting, wait);
         }
@@ -214,13 +218,14 @@ impl Inner {
     }
 
     /// Records a task that was not accepted as `rejected` (releasing its key in the store).
-    fn reject(&self, state: &mut State, mut record: Box<TaskRecord>, reason: String) {
+    fn reject(&self, state: &mut State, mut entry: Box<Entry<Live>>, reason: String) {
+        let record = &mut entry.record;
         let id = record.task_id;
         record.status = TaskStatus::Rejected;
         record.end_time = Some(Utc::now());
         record.error = Some(reason);
-        self.publish_state(&record);
-        state.history.insert(record);
+        self.publish_state(record);
+        state.history.insert(entry);
         self.queue_save(state, id);
         self.evict(state, id);
     }

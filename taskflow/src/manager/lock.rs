@@ -6,8 +6,9 @@ use std::ops::{Deref, DerefMut};
 
 use tokio::sync::oneshot;
 
-use super::State;
+use super::{Live, State};
 use crate::few::Few;
+use crate::history::Entry;
 use crate::task::TaskRecord;
 
 /// A mutex around [`State`] whose guard delivers the state's [`Outbox`] once it unlocks.
@@ -72,7 +73,7 @@ pub(crate) struct Outbox {
     /// state at every unlock, stays small).
     replies: Vec<(oneshot::Sender<TaskRecord>, TaskRecord)>,
     /// Records evicted from the window, freed here.
-    evicted: Few<Box<TaskRecord>>,
+    evicted: Few<Box<Entry<Live>>>,
 }
 
 impl Outbox {
@@ -86,8 +87,8 @@ impl Outbox {
     }
 
     /// Frees `record` once the lock is released.
-    pub(crate) fn free(&mut self, record: Box<TaskRecord>) {
-        self.evicted.push(record);
+    pub(crate) fn free(&mut self, entry: Box<Entry<Live>>) {
+        self.evicted.push(entry);
     }
 }
 
@@ -114,7 +115,7 @@ mod tests {
         let record = TaskRecord::pending(TaskId::new(), "a", "test");
         let mut outbox = Outbox::default();
         outbox.reply(sender, record.clone());
-        outbox.free(Box::new(record.clone()));
+        outbox.free(Entry::new(record.clone(), None));
         assert!(
             receiver.try_recv().is_err(),
             "nothing is sent before the drop"

@@ -24,8 +24,7 @@ use crate::dispatch::{Dispatch, QueueConfig, QueueIndex, QueueStats};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::few::Few;
-use crate::history::{History, ListPage, Metrics, TaskFilter};
-use crate::id::IdMap;
+use crate::history::{Entry, History, ListPage, Metrics, TaskFilter};
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
 use crate::registry::{Decoder, Registry};
 use crate::shared_str::SharedStr;
@@ -89,9 +88,9 @@ pub(crate) struct Inner {
 
 /// The mutable state, behind one lock that is never held across an `.await`.
 pub(crate) struct State {
-    pub(crate) history: History,
+    /// Every record in memory, each with its live entry while it is pending or running here.
+    pub(crate) history: History<Live>,
     pub(crate) dispatch: Dispatch,
-    pub(crate) live: IdMap<Live>,
     pub(crate) keys: HashMap<String, TaskId>,
     pub(crate) seq: u64,
     pub(crate) accepting: bool,
@@ -104,7 +103,7 @@ pub(crate) struct State {
 impl State {
     /// Forgets the live entry of task `id`, stopping its running attempt if it has one.
     pub(crate) fn remove_live(&mut self, id: TaskId) -> Option<Live> {
-        let live = self.live.remove(&id)?;
+        let live = self.history.entry_mut(id)?.live.take()?;
         if let Some(attempt) = &live.attempt {
             attempt.stop();
         }
@@ -334,11 +333,12 @@ impl TaskManager {
             let next = {
                 let mut state = self.inner.state.lock();
                 let accepting = state.accepting;
-                let State { history, live, .. } = &mut *state;
-                match history.get(id) {
+                match state.history.entry_mut(id) {
                     None => Next::Store,
-                    Some(record) if record.status.is_finished() => return Ok(record.clone()),
-                    Some(record) => match live.get_mut(&id) {
+                    Some(Entry { record, .. }) if record.status.is_finished() => {
+                        return Ok(record.clone());
+                    }
+                    Some(Entry { record, live }) => match live {
                         Some(live) => {
                             let (sender, receiver) = tokio::sync::oneshot::channel();
                             live.waiters.push(sender);
@@ -405,8 +405,9 @@ impl TaskManager {
     fn cancel_local(&self, id: TaskId) -> Option<Result<TaskRecord>> {
         let inner = &self.inner;
         let mut state = inner.state.lock();
-        let status = state.history.get(id)?.status;
-        let live = state.live.get(&id).map(|live| (live.queue, live.blocking));
+        let entry = state.history.entry(id)?;
+        let status = entry.record.status;
+        let live = entry.live.as_ref().map(|live| (live.queue, live.blocking));
         let refusal = match (status, live) {
             (status, _) if status.is_finished() => Some(Error::InvalidState {
                 id,
@@ -559,7 +560,7 @@ impl TaskManager {
         };
         let mut state = self.inner.state.lock();
         let purged = state.history.purge(cutoff);
-        for record in &purged {
+        for Entry { record, .. } in purged.iter().map(|entry| &**entry) {
             release_key(
                 &mut state.keys,
                 record.idempotency_key.as_deref(),
@@ -759,9 +760,9 @@ impl TaskManager {
             state.accepting = false;
             state.dispatch.clear_waiting();
             let waiting: Vec<TaskId> = state
-                .live
-                .keys()
-                .copied()
+                .history
+                .live_ids()
+                .into_iter()
                 .filter(|id| {
                     state
                         .history
@@ -784,7 +785,7 @@ impl TaskManager {
                 inner.shutdown_timeout
             );
             let mut state = inner.state.lock();
-            let running: Vec<TaskId> = state.live.keys().copied().collect();
+            let running = state.history.live_ids();
             for id in running {
                 inner.stop_running(&mut state, id, &message);
             }
@@ -891,7 +892,8 @@ impl Inner {
             ..
         } = state;
         history.mark_finished(id, |evicted| {
-            release_key(keys, evicted.idempotency_key.as_deref(), evicted.task_id);
+            let record = &evicted.record;
+            release_key(keys, record.idempotency_key.as_deref(), record.task_id);
             outbox.free(evicted);
         });
     }

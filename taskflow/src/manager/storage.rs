@@ -17,7 +17,7 @@ use super::{Factory, Inner, Live, State};
 use crate::error::Result;
 use crate::executor;
 use crate::few::Few;
-use crate::history::{ListPage, Metrics, TaskFilter};
+use crate::history::{Entry, ListPage, Metrics, TaskFilter};
 use crate::store::Instance;
 use crate::task::{LogEntry, LogLevel, TaskId, TaskRecord, TaskStatus};
 
@@ -183,8 +183,8 @@ impl Inner {
             .inspect_err(|_| self.observers.store_error())?;
         // Live tasks that are not `persist` reach the store only when they finish.
         let state = self.state.lock();
-        for id in state.live.keys() {
-            if let Some(record) = state.history.get(*id)
+        for id in state.history.live_ids() {
+            if let Some(record) = state.history.get(id)
                 && !record.persist
                 && filter.matches(record)
             {
@@ -227,8 +227,9 @@ impl Inner {
     /// store, kept pending for the next start; else recorded as interrupted.
     pub(crate) fn stop_running(&self, state: &mut State, id: TaskId, message: &str) {
         let requeue = state
-            .live
-            .get(&id)
+            .history
+            .entry(id)
+            .and_then(|entry| entry.live.as_ref())
             .is_some_and(|live| live.options.requeue_on_interrupt);
         let keep = requeue && state.history.get(id).is_some_and(|r| self.can_keep(r));
         if !keep {
@@ -296,7 +297,7 @@ impl Inner {
                 .map(|run| (registration, args, run))
                 .map_err(|e| format!("its stored arguments no longer decode: {e}")),
         };
-        state.history.insert(Box::new(record));
+        state.history.insert(Entry::new(record, None));
         let (registration, args, run) = match prepared {
             Err(error) => {
                 return self.conclude(state, id, TaskStatus::Failed, Utc::now(), |r| {
@@ -328,19 +329,19 @@ impl Inner {
             id,
             blocking,
         };
-        state.live.insert(
-            id,
-            Live {
-                queue,
-                options: *registration.options(),
-                next: Some(run),
-                factory: Factory::Stored(registration.decoder(), args),
-                blocking,
-                attempt: None,
-                parent_span: tracing::Span::none(),
-                waiters: Few::new(),
-            },
-        );
+        let Some(entry) = state.history.entry_mut(id) else {
+            return;
+        };
+        entry.live = Some(Live {
+            queue,
+            options: *registration.options(),
+            next: Some(run),
+            factory: Factory::Stored(registration.decoder(), args),
+            blocking,
+            attempt: None,
+            parent_span: tracing::Span::none(),
+            waiters: Few::new(),
+        });
         // A claimed pending row already says all this (the claim moved its owner); only a
         // requeued running one has news (its log line) to write.
         if was_running {
