@@ -105,14 +105,21 @@ pub async fn welcome(user_id: u64, email: String) -> Result<u64, String> {
 }
 
 /// The runtime every benchmark runs on: multi-thread, two workers (one per core of the reference
-/// machine), timers and I/O enabled.
+/// machine; `TASKFLOW_BENCH_WORKERS` sets another number, e.g. 1 to measure without contention),
+/// timers and I/O enabled.
 ///
 /// # Panics
 ///
-/// When the runtime cannot start.
+/// When the runtime cannot start, or `TASKFLOW_BENCH_WORKERS` is not a positive number.
 pub fn runtime() -> tokio::runtime::Runtime {
+    let workers = std::env::var("TASKFLOW_BENCH_WORKERS").map_or(2, |n| {
+        n.parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| panic!("TASKFLOW_BENCH_WORKERS: a positive number, not `{n}`"))
+    });
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("a tokio runtime")

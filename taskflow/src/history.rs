@@ -1,6 +1,7 @@
 //! The in-memory window of task records: every pending and running task plus the most recent
 //! finished ones (at most `max_history`, oldest finished evicted first), with filtered, paginated
-//! listing and metrics.
+//! listing and metrics. A pending or running task's record shares its allocation with what the
+//! manager needs to run it ([`Entry`]), so one lookup finds both.
 
 use std::collections::{BTreeMap, VecDeque};
 
