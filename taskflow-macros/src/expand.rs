@@ -88,19 +88,9 @@ fn expand(args: &TaskArgs, function: &TaskFn) -> TokenStream {
         .map_or((fn_span, fn_span), first_last);
     let task_run = respan(quote!(#krate::__private::TaskRun::), ret_first);
     let run = if item.sig.asyncness.is_some() {
-        let output = match &function.output {
-            Some(ty) => ty.to_token_stream(),
-            None => quote!(()),
-        };
         let call = quote!(#krate::__private::assert_send_future(#fn_ident(#(#bindings),*)));
-        let boxed = respan(
-            quote! {
-                let __taskflow_future: ::core::pin::Pin<::std::boxed::Box<
-                    dyn ::core::future::Future<Output = #output> + ::core::marker::Send,
-                >> = ::std::boxed::Box::pin(#call);
-            },
-            fn_span,
-        );
+        // Unboxed: `from_future` boxes the attempt's future once.
+        let boxed = respan(quote!(let __taskflow_future = #call;), fn_span);
         // `identity(..)` only stretches the argument over the whole return type, where a
         // failed `IntoTaskResult` bound on the output is reported.
         let from = respan(quote!(from_future), ret_last);
