@@ -46,10 +46,32 @@ impl<T> Default for Few<T> {
 
 impl<T> IntoIterator for Few<T> {
     type Item = T;
-    type IntoIter = std::iter::Chain<std::option::IntoIter<T>, std::vec::IntoIter<T>>;
+    type IntoIter = IntoIter<T>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.first.into_iter().chain(self.rest)
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter {
+            first: self.first,
+            // An empty `Vec` is not turned into an iterator: most lists hold one item, and
+            // making and dropping an empty iterator costs more than the item.
+            rest: (!self.rest.is_empty()).then(|| self.rest.into_iter()),
+        }
+    }
+}
+
+/// The items of a [`Few`], in push order.
+pub(crate) struct IntoIter<T> {
+    first: Option<T>,
+    rest: Option<std::vec::IntoIter<T>>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self.first.take() {
+            Some(first) => Some(first),
+            None => self.rest.as_mut()?.next(),
+        }
     }
 }
 

@@ -106,7 +106,6 @@ impl Inner {
 
     /// Builds the record of a new task, in the allocation the history keeps; no lock, no I/O.
     fn prepare(&self, new: NewTask, opts: Option<Box<AddOptions>>) -> (Box<Entry<Live>>, Runnable) {
-        let opts = opts.map(|opts| *opts).unwrap_or_default();
         let now = std::time::SystemTime::now();
         let mut entry = Entry::new(
             TaskRecord::pending_at(
@@ -118,12 +117,8 @@ impl Inner {
             None,
         );
         let record = &mut entry.record;
-        record.queue = opts
-            .queue
-            .unwrap_or(SharedStr::from_static(new.options.queue));
-        record.priority = opts.priority.unwrap_or(new.options.priority);
-        record.tags = opts.tags;
-        record.idempotency_key = opts.idempotency_key;
+        record.queue = SharedStr::from_static(new.options.queue);
+        record.priority = new.options.priority;
         record.args = new.args;
         record.source = SharedStr::from_static(new.source);
         record.retry_of = new.retry_of;
@@ -132,14 +127,36 @@ impl Inner {
         } else {
             "async"
         });
-        record.run_at = opts.run_at.map(|(_, at)| at);
         record.persist = new.options.persist && self.store.is_some();
         record.trace_parent = crate::observe::trace_parent();
+        let mut wait = None;
+        // Most tasks set no option: their record keeps the defaults it was made with.
+        if let Some(opts) = opts {
+            let AddOptions {
+                idempotency_key,
+                tags,
+                priority,
+                queue,
+                run_at,
+            } = *opts;
+            if let Some(queue) = queue {
+                record.queue = queue;
+            }
+            if let Some(priority) = priority {
+                record.priority = priority;
+            }
+            record.tags = tags;
+            record.idempotency_key = idempotency_key;
+            if let Some((delay, at)) = run_at {
+                record.run_at = Some(at);
+                wait = Some(delay);
+            }
+        }
         let runnable = Runnable {
             options: new.options,
             first: new.first,
             factory: new.factory,
-            wait: opts.run_at.map(|(wait, _)| wait),
+            wait,
             parent_span: tracing::Span::current(),
         };
         (entry, runnable)
