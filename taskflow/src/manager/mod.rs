@@ -103,12 +103,17 @@ pub(crate) struct State {
 impl State {
     /// Forgets the live entry of task `id`, stopping its running attempt if it has one.
     pub(crate) fn remove_live(&mut self, id: TaskId) -> Option<Live> {
-        let live = self.history.entry_mut(id)?.live.take()?;
-        if let Some(attempt) = &live.attempt {
-            attempt.stop();
-        }
-        Some(live)
+        take_live(self.history.entry_mut(id)?)
     }
+}
+
+/// Forgets `entry`'s live part, stopping its running attempt if it has one.
+fn take_live(entry: &mut Entry<Live>) -> Option<Live> {
+    let live = entry.live.take()?;
+    if let Some(attempt) = &live.attempt {
+        attempt.stop();
+    }
+    Some(live)
 }
 
 /// Frees idempotency key `key` in `keys` if run `id` holds it.
@@ -855,15 +860,14 @@ impl Inner {
         now: DateTime<Utc>,
         update: impl FnOnce(&mut TaskRecord),
     ) {
-        let waiters = state
-            .remove_live(id)
-            .map_or_else(Few::new, |live| live.waiters);
         let State {
             history, outbox, ..
         } = state;
-        let Some(record) = history.get_mut(id) else {
+        let Some(entry) = history.entry_mut(id) else {
             return;
         };
+        let waiters = take_live(entry).map_or_else(Few::new, |live| live.waiters);
+        let record = &mut entry.record;
         record.status = status;
         record.end_time = Some(now);
         record.duration = record
@@ -874,11 +878,12 @@ impl Inner {
         for waiter in waiters {
             outbox.reply(waiter, record.clone());
         }
-        let key = record.idempotency_key.clone();
+        let key = record
+            .idempotency_key
+            .clone()
+            .filter(|_| !status.holds_idempotency_key());
         self.queue_save(state, id);
-        if !status.holds_idempotency_key() {
-            release_key(&mut state.keys, key.as_deref(), id);
-        }
+        release_key(&mut state.keys, key.as_deref(), id);
         self.evict(state, id);
     }
 
@@ -892,8 +897,11 @@ impl Inner {
             ..
         } = state;
         history.mark_finished(id, |evicted| {
-            let record = &evicted.record;
-            release_key(keys, record.idempotency_key.as_deref(), record.task_id);
+            // Without keys held, the evicted record (cold in the cache by now) is not read here.
+            if !keys.is_empty() {
+                let record = &evicted.record;
+                release_key(keys, record.idempotency_key.as_deref(), record.task_id);
+            }
             outbox.free(evicted);
         });
     }
