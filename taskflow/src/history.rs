@@ -316,7 +316,8 @@ impl<L> Entry<L> {
 /// Records are found by id through a hash map; `order` keeps their ids ascending for listing
 /// newest first. Removing the oldest record (the usual case: the oldest finished record goes
 /// first) pops its id; removing another leaves its id in `order` as a tombstone, skipped when
-/// read and dropped when tombstones outnumber live ids, so a removal never shifts the index.
+/// read and dropped once it reaches the front (or when tombstones outnumber live ids), so a
+/// removal never shifts the index.
 pub(crate) struct History<L> {
     /// Boxed so that an entry is written once and then moved as a pointer.
     records: IdMap<Box<Entry<L>>>,
@@ -395,6 +396,15 @@ impl<L> History<L> {
         let record = self.records.remove(&id)?;
         if self.order.front() == Some(&id) {
             self.order.pop_front();
+            // Tombstones that reached the front go with it, a few at a time, so that the
+            // compaction below (a pass over the whole index under the manager's lock) is rare.
+            while self.tombstones > 0
+                && let Some(front) = self.order.front()
+                && !self.records.contains_key(front)
+            {
+                self.order.pop_front();
+                self.tombstones -= 1;
+            }
         } else {
             self.tombstones += 1;
         }
@@ -631,6 +641,39 @@ mod tests {
         let record = h.remove(back).expect("held");
         h.insert(record);
         assert_eq!(h.order.iter().filter(|id| **id == back).count(), 1);
+    }
+
+    #[test]
+    fn tasks_finishing_out_of_order_leave_no_tombstones_behind() {
+        let mut h = History::<()>::new(100);
+        let ids: Vec<TaskId> = (0..5_000)
+            .map(|_| {
+                let r = record("a", TaskStatus::Running);
+                let id = r.record.task_id;
+                h.insert(r);
+                id
+            })
+            .collect();
+        // Each pair finishes in reverse order, as tasks running side by side do.
+        for pair in ids.chunks(2) {
+            for id in pair.iter().rev() {
+                if let Some(r) = h.get_mut(*id) {
+                    r.status = TaskStatus::Success;
+                }
+                h.mark_finished(*id, drop);
+                assert!(
+                    h.order.len() <= h.len() + 1,
+                    "{} ids indexed for {} records",
+                    h.order.len(),
+                    h.len()
+                );
+            }
+        }
+        assert_eq!(h.len(), 100);
+        assert_eq!(
+            listed(&h),
+            ids.iter().rev().take(100).copied().collect::<Vec<_>>()
+        );
     }
 
     #[test]
