@@ -346,6 +346,10 @@ impl<L> History<L> {
     pub(crate) fn insert(&mut self, entry: Box<Entry<L>>) {
         let id = entry.record.task_id;
         if self.records.insert(id, entry).is_some() {
+            // A replaced record (a recovered run this window already held: rare) leaves the
+            // finished queue, so that every id there names a finished record and eviction never
+            // reads the record it evicts. A finished replacement is marked again by the caller.
+            self.finished.retain(|other| *other != id);
             return;
         }
         // Ids arrive almost in order: a new one goes last; an older one (recovered, or made
@@ -424,14 +428,10 @@ impl<L> History<L> {
             let Some(oldest) = self.finished.pop_front() else {
                 break;
             };
-            // One lookup of a record that is cold by now; one that runs again (never expected
-            // here) goes back.
+            // One lookup of a record that is cold by now, and no read of the record itself:
+            // only finished records are queued here (see `insert`).
             if let Some(entry) = self.remove(oldest) {
-                if entry.record.status.is_finished() {
-                    evicted(entry);
-                } else {
-                    self.insert(entry);
-                }
+                evicted(entry);
             }
         }
     }
@@ -674,6 +674,26 @@ mod tests {
             listed(&h),
             ids.iter().rev().take(100).copied().collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_finished_record_replaced_by_a_running_one_is_not_evicted() {
+        let mut h = History::<()>::new(1);
+        let first = record("a", TaskStatus::Success);
+        let id = first.record.task_id;
+        h.insert(first);
+        h.mark_finished(id, drop);
+        let mut again = record("a", TaskStatus::Running);
+        again.record.task_id = id;
+        h.insert(again);
+        for _ in 0..3 {
+            let done = record("a", TaskStatus::Success);
+            let done_id = done.record.task_id;
+            h.insert(done);
+            h.mark_finished(done_id, drop);
+        }
+        assert_eq!(h.get(id).map(|r| r.status), Some(TaskStatus::Running));
+        assert_eq!(h.len(), 2);
     }
 
     #[test]
