@@ -590,6 +590,18 @@ mod tests {
         Entry::new(r, None)
     }
 
+    /// Inserts `n` new records in `status`; returns their ids, oldest first.
+    fn insert_new(h: &mut History<()>, n: usize, status: TaskStatus) -> Vec<TaskId> {
+        (0..n)
+            .map(|_| {
+                let r = record("a", status);
+                let id = r.record.task_id;
+                h.insert(r);
+                id
+            })
+            .collect()
+    }
+
     fn listed(h: &History<()>) -> Vec<TaskId> {
         h.list(&TaskFilter::new().limit(TaskFilter::MAX_LIMIT))
             .tasks
@@ -646,14 +658,7 @@ mod tests {
     #[test]
     fn tasks_finishing_out_of_order_leave_no_tombstones_behind() {
         let mut h = History::<()>::new(100);
-        let ids: Vec<TaskId> = (0..5_000)
-            .map(|_| {
-                let r = record("a", TaskStatus::Running);
-                let id = r.record.task_id;
-                h.insert(r);
-                id
-            })
-            .collect();
+        let ids = insert_new(&mut h, 5_000, TaskStatus::Running);
         // Each pair finishes in reverse order, as tasks running side by side do.
         for pair in ids.chunks(2) {
             for id in pair.iter().rev() {
@@ -679,18 +684,13 @@ mod tests {
     #[test]
     fn a_finished_record_replaced_by_a_running_one_is_not_evicted() {
         let mut h = History::<()>::new(1);
-        let first = record("a", TaskStatus::Success);
-        let id = first.record.task_id;
-        h.insert(first);
+        let id = insert_new(&mut h, 1, TaskStatus::Success)[0];
         h.mark_finished(id, drop);
         let mut again = record("a", TaskStatus::Running);
         again.record.task_id = id;
         h.insert(again);
-        for _ in 0..3 {
-            let done = record("a", TaskStatus::Success);
-            let done_id = done.record.task_id;
-            h.insert(done);
-            h.mark_finished(done_id, drop);
+        for done in insert_new(&mut h, 3, TaskStatus::Success) {
+            h.mark_finished(done, drop);
         }
         assert_eq!(h.get(id).map(|r| r.status), Some(TaskStatus::Running));
         assert_eq!(h.len(), 2);
@@ -726,14 +726,7 @@ mod tests {
     #[test]
     fn pages_newest_first_with_cursor() {
         let mut h = History::<()>::new(100);
-        let ids: Vec<_> = (0..5)
-            .map(|_| {
-                let r = record("a", TaskStatus::Pending);
-                let id = r.record.task_id;
-                h.insert(r);
-                id
-            })
-            .collect();
+        let ids = insert_new(&mut h, 5, TaskStatus::Pending);
         let first = h.list(&TaskFilter::new().limit(2));
         assert_eq!(
             first.tasks.iter().map(|r| r.task_id).collect::<Vec<_>>(),
