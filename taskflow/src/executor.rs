@@ -42,14 +42,35 @@ struct Attempt {
 
 impl Attempt {
     /// Takes the attempt's place in its queue and in the manager's limits (counted since it was
-    /// chosen); freed when the attempt ends or is dropped.
-    fn slot(&self) -> Slot {
-        Slot {
-            context: self.context.clone(),
-            queue: self.queue,
-            blocking: self.blocking,
-            armed: true,
+    /// chosen; freed when the attempt ends or is dropped), and what running it needs.
+    fn begin(self) -> Begun {
+        Begun {
+            slot: Slot {
+                context: self.context.clone(),
+                queue: self.queue,
+                blocking: self.blocking,
+                armed: true,
+            },
+            context: self.context,
+            timeout: self.timeout,
+            running_seq: self.running_seq,
         }
+    }
+}
+
+/// An attempt that holds its slot: what running it needs.
+struct Begun {
+    slot: Slot,
+    context: TaskContext,
+    timeout: Option<Duration>,
+    running_seq: Option<u64>,
+}
+
+/// For a persisted task (`running_seq` set), waits until its `running` record is committed.
+/// Boxed: only persisted tasks wait here, and every other attempt's future stays small.
+async fn running_committed(context: &TaskContext, running_seq: Option<u64>) {
+    if let Some(seq) = running_seq {
+        Box::pin(context.manager().commit_running(context.id(), seq)).await;
     }
 }
 
@@ -385,23 +406,18 @@ async fn run_attempts(mut attempt: Attempt, mut body: AsyncBody) {
 
 /// Runs one async attempt and finishes it; returns what its finish lets start.
 async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
-    let slot = attempt.slot();
-    let Attempt {
+    let Begun {
+        slot,
         context,
         timeout,
         running_seq,
-        ..
-    } = attempt;
+    } = attempt.begin();
     let (id, number) = (context.id(), context.attempt());
     let inner = context.manager();
     let run = async {
         // Yields when this task used up its budget (see `run_attempts`).
         tokio::task::consume_budget().await;
-        if let Some(seq) = running_seq {
-            // Boxed: only persisted tasks wait here, and the attempt's future stays small for
-            // all others.
-            Box::pin(inner.commit_running(id, seq)).await;
-        }
+        running_committed(&context, running_seq).await;
         run_async(body, context.clone(), timeout).await
     };
     let outcome = tokio::select! {
@@ -417,13 +433,12 @@ async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
 /// the timeout and records the outcome.
 fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
     let span = attempt_span(&attempt);
-    let slot = attempt.slot();
-    let Attempt {
+    let Begun {
+        slot,
         context,
         timeout,
         running_seq,
-        ..
-    } = attempt;
+    } = attempt.begin();
     let (id, number) = (context.id(), context.attempt());
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let job_span = span.clone();
@@ -440,9 +455,7 @@ fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
     let coordinator = async move {
         let inner = context.manager();
         let received = async {
-            if let Some(seq) = running_seq {
-                Box::pin(inner.commit_running(id, seq)).await;
-            }
+            running_committed(&context, running_seq).await;
             if let Err(job) = inner.blocking.execute(job) {
                 drop(job);
             }

@@ -382,13 +382,12 @@ impl<L> History<L> {
         self.records.get_mut(&id).map(|e| &mut **e)
     }
 
-    /// The ids of the tasks that are pending or running here (those with a live entry).
-    pub(crate) fn live_ids(&self) -> Vec<TaskId> {
+    /// The records of the tasks that are pending or running here (those with a live entry).
+    pub(crate) fn live_records(&self) -> impl Iterator<Item = &TaskRecord> {
         self.records
-            .iter()
-            .filter(|(_, e)| e.live.is_some())
-            .map(|(id, _)| *id)
-            .collect()
+            .values()
+            .filter(|e| e.live.is_some())
+            .map(|e| &e.record)
     }
 
     #[cfg(test)]

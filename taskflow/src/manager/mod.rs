@@ -766,14 +766,9 @@ impl TaskManager {
             state.dispatch.clear_waiting();
             let waiting: Vec<TaskId> = state
                 .history
-                .live_ids()
-                .into_iter()
-                .filter(|id| {
-                    state
-                        .history
-                        .get(*id)
-                        .is_some_and(|r| r.status == TaskStatus::Pending)
-                })
+                .live_records()
+                .filter(|r| r.status == TaskStatus::Pending)
+                .map(|r| r.task_id)
                 .collect();
             for id in waiting {
                 inner.stop_pending(&mut state, id);
@@ -790,7 +785,7 @@ impl TaskManager {
                 inner.shutdown_timeout
             );
             let mut state = inner.state.lock();
-            let running = state.history.live_ids();
+            let running: Vec<TaskId> = state.history.live_records().map(|r| r.task_id).collect();
             for id in running {
                 inner.stop_running(&mut state, id, &message);
             }

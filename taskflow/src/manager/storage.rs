@@ -183,11 +183,8 @@ impl Inner {
             .inspect_err(|_| self.observers.store_error())?;
         // Live tasks that are not `persist` reach the store only when they finish.
         let state = self.state.lock();
-        for id in state.history.live_ids() {
-            if let Some(record) = state.history.get(id)
-                && !record.persist
-                && filter.matches(record)
-            {
+        for record in state.history.live_records() {
+            if !record.persist && filter.matches(record) {
                 metrics.count_live(record);
             }
         }
