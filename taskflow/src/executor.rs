@@ -66,12 +66,10 @@ struct Begun {
     running_seq: Option<u64>,
 }
 
-/// For a persisted task (`running_seq` set), waits until its `running` record is committed.
-/// Boxed: only persisted tasks wait here, and every other attempt's future stays small.
-async fn running_committed(context: &TaskContext, running_seq: Option<u64>) {
-    if let Some(seq) = running_seq {
-        Box::pin(context.manager().commit_running(context.id(), seq)).await;
-    }
+/// Waits until a persisted task's `running` record (store number `seq`) is committed. Boxed:
+/// only persisted tasks wait here, and every other attempt's future stays small.
+fn running_committed(context: &TaskContext, seq: u64) -> impl Future<Output = ()> + Send + '_ {
+    Box::pin(context.manager().commit_running(context.id(), seq))
 }
 
 /// The attempts one call to [`Inner::pump`] chose: usually none or one.
@@ -417,7 +415,9 @@ async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
     let run = async {
         // Yields when this task used up its budget (see `run_attempts`).
         tokio::task::consume_budget().await;
-        running_committed(&context, running_seq).await;
+        if let Some(seq) = running_seq {
+            running_committed(&context, seq).await;
+        }
         run_async(body, context.clone(), timeout).await
     };
     let outcome = tokio::select! {
@@ -455,7 +455,9 @@ fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
     let coordinator = async move {
         let inner = context.manager();
         let received = async {
-            running_committed(&context, running_seq).await;
+            if let Some(seq) = running_seq {
+                running_committed(&context, seq).await;
+            }
             if let Err(job) = inner.blocking.execute(job) {
                 drop(job);
             }
