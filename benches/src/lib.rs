@@ -112,29 +112,42 @@ pub async fn welcome(user_id: u64, email: String) -> Result<u64, String> {
 ///
 /// When the runtime cannot start, or `TASKFLOW_BENCH_WORKERS` is not a positive number.
 pub fn runtime() -> tokio::runtime::Runtime {
-    let workers = std::env::var("TASKFLOW_BENCH_WORKERS").map_or(2, |n| {
-        n.parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| panic!("TASKFLOW_BENCH_WORKERS: a positive number, not `{n}`"))
-    });
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(env_number("TASKFLOW_BENCH_WORKERS").unwrap_or(2))
         .enable_all()
         .build()
         .expect("a tokio runtime")
 }
 
-/// A manager with the defaults (64 concurrent attempts, 10,000 records of history).
+/// The positive number in environment variable `name`, if it is set.
 ///
 /// # Panics
 ///
-/// When the manager does not build (a duplicate task name in the binary).
+/// When it is set to anything but a positive number.
+fn env_number(name: &str) -> Option<usize> {
+    let value = std::env::var(name).ok()?;
+    let number = value
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| panic!("{name}: a positive number, not `{value}`"));
+    Some(number)
+}
+
+/// A manager with the defaults (64 concurrent attempts, 10,000 records of history;
+/// `TASKFLOW_BENCH_HISTORY` sets another bound, e.g. 100 to measure with the window in cache).
+///
+/// # Panics
+///
+/// When the manager does not build (a duplicate task name in the binary), or
+/// `TASKFLOW_BENCH_HISTORY` is not a positive number.
 pub async fn manager() -> TaskManager {
-    TaskManager::builder()
-        .build()
-        .await
-        .expect("the default manager builds")
+    let builder = TaskManager::builder();
+    let builder = match env_number("TASKFLOW_BENCH_HISTORY") {
+        Some(max_history) => builder.max_history(max_history),
+        None => builder,
+    };
+    builder.build().await.expect("the default manager builds")
 }
 
 /// A fresh directory under the temp dir for one SQLite database, deleted on drop.
