@@ -235,6 +235,11 @@ impl Queue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct QueueIndex(usize);
 
+impl QueueIndex {
+    /// The `default` queue, the first one every [`Dispatch`] makes.
+    pub(crate) const DEFAULT: Self = Self(0);
+}
+
 /// Every queue plus the manager-wide limits on running async and blocking attempts.
 #[derive(Debug)]
 pub(crate) struct Dispatch {

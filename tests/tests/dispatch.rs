@@ -96,6 +96,42 @@ async fn handlers_stay_responsive_during_a_burst_of_blocking_tasks() {
     manager.shutdown().await.expect("shuts down");
 }
 
+/// Sets its flag when dropped.
+struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_task_is_no_longer_live() {
+    let manager = TaskManager::builder()
+        .queue("closed", QueueConfig::new().max_size(0))
+        .build()
+        .await
+        .expect("builds");
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = DropFlag(std::sync::Arc::clone(&dropped));
+    let error = manager
+        .spawn("never", async move { drop(flag) })
+        .queue("closed")
+        .await
+        .expect_err("a queue of size 0 takes nothing");
+    assert!(
+        matches!(error, Error::QueueFull { max_size: 0, .. }),
+        "{error}"
+    );
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the rejected task's future is dropped at once, not kept until its record is evicted"
+    );
+    let metrics = manager.metrics().await.expect("metrics");
+    assert_eq!((metrics.total, metrics.by_status["rejected"]), (1, 1));
+    manager.shutdown().await.expect("shuts down");
+}
+
 #[tokio::test]
 async fn full_queue_rejects_with_a_record_and_an_error() {
     let manager = TaskManager::builder()

@@ -12,52 +12,83 @@ use serde_json::Value;
 
 use super::storage::MAX_UNSAVED;
 use super::{Factory, Inner, Live, State, TaskManager};
-use crate::dispatch::Waiting;
+use crate::dispatch::{QueueIndex, Waiting};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::few::Few;
 use crate::history::Entry;
 use crate::shared_str::SharedStr;
 use crate::store::Inserted;
-use crate::task::{Tags, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
+use crate::task::{TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
 
-/// What a new task needs besides its record, carried from `prepare` to `commit`.
-struct Runnable {
-    options: TaskOptions,
-    first: TaskRun,
-    factory: Factory,
+/// A task about to be enqueued: its record and live entry, made once in the allocation the
+/// history keeps (so that enqueueing moves a pointer, not the record), and when it may start.
+pub(crate) struct NewTask {
+    pub(crate) entry: Box<Entry<Live>>,
+    /// How long to wait before its first attempt (`delay` or `run_at`).
     wait: Option<Duration>,
-    parent_span: tracing::Span,
 }
 
 impl Inner {
-    /// Whether accepting this task waits for the store: a `persist` task is written first, a key
-    /// is reserved there, and a full backlog of unsaved records is flushed first.
-    fn accept_waits(&self, new: &NewTask, opts: Option<&AddOptions>) -> bool {
-        self.store.is_some()
-            && (new.options.persist
-                || opts.is_some_and(|opts| opts.idempotency_key.is_some())
-                || self.unsaved_len() > MAX_UNSAVED)
+    /// Makes the record and live entry of a new task, created now, with the defaults of its
+    /// declaration; no lock, no I/O.
+    pub(crate) fn new_task(
+        &self,
+        name: SharedStr,
+        options: TaskOptions,
+        args: Option<Value>,
+        first: TaskRun,
+        factory: Factory,
+        source: &'static str,
+    ) -> NewTask {
+        let now = std::time::SystemTime::now();
+        let blocking = first.is_blocking();
+        let mut record = TaskRecord::pending_at(
+            TaskId::at(now),
+            name,
+            self.instance_id.clone(),
+            DateTime::<Utc>::from(now),
+        );
+        record.queue = SharedStr::from_static(options.queue);
+        record.priority = options.priority;
+        record.args = args;
+        record.source = SharedStr::from_static(source);
+        record.executor = SharedStr::from_static(if blocking { "blocking" } else { "async" });
+        record.persist = options.persist && self.store.is_some();
+        record.trace_parent = crate::observe::trace_parent();
+        let live = Live {
+            // Resolved from the record's queue name when the task is queued.
+            queue: QueueIndex::DEFAULT,
+            options,
+            next: Some(first),
+            factory,
+            blocking,
+            attempt: None,
+            parent_span: tracing::Span::current(),
+            waiters: Few::new(),
+        };
+        NewTask {
+            entry: Entry::new(record, Some(live)),
+            wait: None,
+        }
     }
 
-    /// Accepts a task that does not wait for the store: prepared and queued at once.
-    fn accept_now(self: &Arc<Self>, new: NewTask, opts: Option<Box<AddOptions>>) -> Result<TaskId> {
-        let (record, runnable) = self.prepare(new, opts);
-        self.enqueue(record, runnable, false)
+    /// Whether accepting this task waits for the store: a `persist` task is written first, a key
+    /// is reserved there, and a full backlog of unsaved records is flushed first.
+    fn accept_waits(&self, record: &TaskRecord) -> bool {
+        self.store.is_some()
+            && (record.persist
+                || record.idempotency_key.is_some()
+                || self.unsaved_len() > MAX_UNSAVED)
     }
 
     /// Accepts a task: stored first when it is `persist` (or its key reserved when it has one),
     /// then queued. `Ok` for a `persist` task means committed.
-    async fn accept(
-        self: Arc<Self>,
-        new: NewTask,
-        opts: Option<Box<AddOptions>>,
-    ) -> Result<TaskId> {
+    async fn accept(self: Arc<Self>, task: NewTask) -> Result<TaskId> {
         if !self.state.lock().accepting {
             return Err(Error::ShuttingDown);
         }
-        let (entry, runnable) = self.prepare(new, opts);
-        let record = &entry.record;
+        let record = &task.entry.record;
         let mut stored = false;
         if let Some(store) = &self.store {
             if self.unsaved_len() > MAX_UNSAVED {
@@ -82,95 +113,27 @@ impl Inner {
                 return Ok(holder);
             }
         }
-        self.enqueue(entry, runnable, stored)
+        self.enqueue(task, stored)
     }
 
-    /// Queues a prepared task and starts what can start. `stored`: its row or key is already in
-    /// the store.
-    fn enqueue(
-        self: &Arc<Self>,
-        entry: Box<Entry<Live>>,
-        runnable: Runnable,
-        stored: bool,
-    ) -> Result<TaskId> {
+    /// Queues a new task and starts what can start. `stored`: its row or key is already in the
+    /// store.
+    fn enqueue(self: &Arc<Self>, task: NewTask, stored: bool) -> Result<TaskId> {
         // The task was made a moment ago: its creation time stands for the clock reading.
-        let now = entry.record.created_at;
+        let now = task.entry.record.created_at;
         let (accepted, starts) = {
             let mut state = self.state.lock();
-            let accepted = self.commit(&mut state, entry, runnable, stored);
+            let accepted = self.commit(&mut state, task, stored);
             (accepted, self.pump(&mut state, now))
         };
         executor::launch(self, starts);
         accepted
     }
 
-    /// Builds the record of a new task, in the allocation the history keeps; no lock, no I/O.
-    fn prepare(&self, new: NewTask, opts: Option<Box<AddOptions>>) -> (Box<Entry<Live>>, Runnable) {
-        let now = std::time::SystemTime::now();
-        let mut entry = Entry::new(
-            TaskRecord::pending_at(
-                TaskId::at(now),
-                new.name,
-                self.instance_id.clone(),
-                DateTime::<Utc>::from(now),
-            ),
-            None,
-        );
-        let record = &mut entry.record;
-        record.queue = SharedStr::from_static(new.options.queue);
-        record.priority = new.options.priority;
-        record.args = new.args;
-        record.source = SharedStr::from_static(new.source);
-        record.retry_of = new.retry_of;
-        record.executor = SharedStr::from_static(if new.first.is_blocking() {
-            "blocking"
-        } else {
-            "async"
-        });
-        record.persist = new.options.persist && self.store.is_some();
-        record.trace_parent = crate::observe::trace_parent();
-        let mut wait = None;
-        // Most tasks set no option: their record keeps the defaults it was made with.
-        if let Some(opts) = opts {
-            let AddOptions {
-                idempotency_key,
-                tags,
-                priority,
-                queue,
-                run_at,
-            } = *opts;
-            if let Some(queue) = queue {
-                record.queue = queue;
-            }
-            if let Some(priority) = priority {
-                record.priority = priority;
-            }
-            record.tags = tags;
-            record.idempotency_key = idempotency_key;
-            if let Some((delay, at)) = run_at {
-                record.run_at = Some(at);
-                wait = Some(delay);
-            }
-        }
-        let runnable = Runnable {
-            options: new.options,
-            first: new.first,
-            factory: new.factory,
-            wait,
-            parent_span: tracing::Span::current(),
-        };
-        (entry, runnable)
-    }
-
-    /// Queues a prepared task under the lock. `stored`: its row or key is already in the store.
-    fn commit(
-        self: &Arc<Self>,
-        state: &mut State,
-        mut entry: Box<Entry<Live>>,
-        runnable: Runnable,
-        stored: bool,
-    ) -> Result<TaskId> {
-        let record = &entry.record;
+    /// Queues a new task under the lock. `stored`: its row or key is already in the store.
+    fn commit(self: &Arc<Self>, state: &mut State, task: NewTask, stored: bool) -> Result<TaskId> {
+        let NewTask { mut entry, wait } = task;
+        let Entry { record, live } = &mut *entry;
         let id = record.task_id;
         if !state.accepting {
             if stored {
@@ -188,8 +151,12 @@ impl Inner {
         {
             return Ok(holder);
         }
-        let blocking = runnable.first.is_blocking();
         let queue = state.dispatch.index_of(&record.queue);
+        let mut blocking = false;
+        if let Some(live) = live {
+            live.queue = queue;
+            blocking = live.blocking;
+        }
         state.seq += 1;
         let waiting = Waiting {
             priority: record.priority,
@@ -197,7 +164,7 @@ impl Inner {
             id,
             blocking,
         };
-        if runnable.wait.is_none()
+        if wait.is_none()
             && let Err(max_size) = state.dispatch.push(queue, waiting)
         {
             let queue = record.queue.clone();
@@ -217,18 +184,8 @@ impl Inner {
             state.keys.insert(key.clone(), id);
         }
         self.publish_state(record);
-        entry.live = Some(Live {
-            queue,
-            options: runnable.options,
-            next: Some(runnable.first),
-            factory: runnable.factory,
-            blocking,
-            attempt: None,
-            parent_span: runnable.parent_span,
-            waiters: Few::new(),
-        });
         state.history.insert(entry);
-        if let Some(wait) = runnable.wait {
+        if let Some(wait) = wait {
             executor::schedule(self, id, waiting, wait);
         }
         Ok(id)
@@ -236,6 +193,7 @@ impl Inner {
 
     /// Records a task that was not accepted as `rejected` (releasing its key in the store).
     fn reject(&self, state: &mut State, mut entry: Box<Entry<Live>>, reason: String) {
+        entry.live = None;
         let record = &mut entry.record;
         let id = record.task_id;
         record.status = TaskStatus::Rejected;
@@ -246,26 +204,6 @@ impl Inner {
         self.queue_save(state, id);
         self.evict(state, id);
     }
-}
-
-/// A task about to be enqueued.
-pub(crate) struct NewTask {
-    pub(crate) name: SharedStr,
-    pub(crate) options: TaskOptions,
-    pub(crate) args: Option<Value>,
-    pub(crate) first: TaskRun,
-    pub(crate) factory: Factory,
-    pub(crate) source: &'static str,
-    pub(crate) retry_of: Option<TaskId>,
-}
-
-#[derive(Default)]
-struct AddOptions {
-    idempotency_key: Option<String>,
-    tags: Tags,
-    priority: Option<i32>,
-    queue: Option<SharedStr>,
-    run_at: Option<(Duration, DateTime<Utc>)>,
 }
 
 /// Enqueue options for one task; `.await` it for the task's id.
@@ -293,22 +231,30 @@ struct AddOptions {
 #[must_use = "an AddBuilder does nothing until it is awaited"]
 pub struct AddBuilder {
     manager: TaskManager,
+    /// The task, whose record each option sets directly; or why it cannot be enqueued.
     pub(super) task: Result<NewTask>,
-    /// Boxed once an option is set: most tasks set none, and the builder moves a few times.
-    options: Option<Box<AddOptions>>,
 }
 
 impl AddBuilder {
     pub(super) fn new(manager: TaskManager, task: Result<NewTask>) -> Self {
-        Self {
-            manager,
-            task,
-            options: None,
-        }
+        Self { manager, task }
     }
 
-    fn options(&mut self) -> &mut AddOptions {
-        self.options.get_or_insert_default()
+    /// Applies `set` to the task's record, unless the task already failed to be made.
+    fn set(mut self, set: impl FnOnce(&mut TaskRecord)) -> Self {
+        if let Ok(task) = &mut self.task {
+            set(&mut task.entry.record);
+        }
+        self
+    }
+
+    /// Starts the task no sooner than `at`, `wait` from now.
+    fn start_at(mut self, wait: Duration, at: DateTime<Utc>) -> Self {
+        if let Ok(task) = &mut self.task {
+            task.entry.record.run_at = Some(at);
+            task.wait = Some(wait);
+        }
+        self
     }
 
     /// A second `add` with the same key, while a run holding it is pending, running or
@@ -317,9 +263,9 @@ impl AddBuilder {
     /// # Examples
     ///
     /// See [`AddBuilder`].
-    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
-        self.options().idempotency_key = Some(key.into());
-        self
+    pub fn idempotency_key(self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        self.set(|record| record.idempotency_key = Some(key))
     }
 
     /// Adds key/value tags (filterable in the API and dashboard).
@@ -328,13 +274,14 @@ impl AddBuilder {
     ///
     /// See [`AddBuilder`].
     pub fn tags<K: Into<String>, V: Into<String>>(
-        mut self,
+        self,
         tags: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        self.options()
-            .tags
-            .extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
-        self
+        self.set(|record| {
+            record
+                .tags
+                .extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
+        })
     }
 
     /// Overrides the task's priority within its queue.
@@ -342,9 +289,8 @@ impl AddBuilder {
     /// # Examples
     ///
     /// See [`AddBuilder`].
-    pub fn priority(mut self, priority: i32) -> Self {
-        self.options().priority = Some(priority);
-        self
+    pub fn priority(self, priority: i32) -> Self {
+        self.set(|record| record.priority = priority)
     }
 
     /// Overrides the task's queue.
@@ -352,9 +298,9 @@ impl AddBuilder {
     /// # Examples
     ///
     /// See [`AddBuilder`].
-    pub fn queue(mut self, queue: impl Into<SharedStr>) -> Self {
-        self.options().queue = Some(queue.into());
-        self
+    pub fn queue(self, queue: impl Into<SharedStr>) -> Self {
+        let queue = queue.into();
+        self.set(|record| record.queue = queue)
     }
 
     /// Starts the task no sooner than `delay` from now.
@@ -362,10 +308,9 @@ impl AddBuilder {
     /// # Examples
     ///
     /// See [`AddBuilder`].
-    pub fn delay(mut self, delay: Duration) -> Self {
+    pub fn delay(self, delay: Duration) -> Self {
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        self.options().run_at = Some((delay, at));
-        self
+        self.start_at(delay, at)
     }
 
     /// Starts the task no sooner than `at`.
@@ -382,10 +327,9 @@ impl AddBuilder {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+    pub fn run_at(self, at: DateTime<Utc>) -> Self {
         let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        self.options().run_at = Some((wait, at));
-        self
+        self.start_at(wait, at)
     }
 }
 
@@ -401,8 +345,7 @@ impl IntoFuture for AddBuilder {
 /// The future of an awaited [`AddBuilder`]: resolves to the new task's id.
 ///
 /// A task that waits for nothing (no store, or neither `persist` nor an idempotency key) is
-/// accepted in its first poll without allocating; one that waits for the store is accepted by a
-/// boxed future.
+/// accepted in its first poll; one that waits for the store is accepted by a boxed future.
 ///
 /// # Cancel safety
 ///
@@ -429,11 +372,6 @@ impl IntoFuture for AddBuilder {
 #[must_use = "futures do nothing unless polled"]
 pub struct AddFuture(AddState);
 
-#[allow(
-    clippy::large_enum_variant,
-    reason = "the builder is taken on the first poll; boxing it would cost the allocation per \
-              task that this future exists to avoid"
-)]
 enum AddState {
     Start(Option<AddBuilder>),
     Storing(Pin<Box<dyn Future<Output = Result<TaskId>> + Send>>),
@@ -447,11 +385,7 @@ impl Future for AddFuture {
             match &mut self.0 {
                 AddState::Storing(accepting) => return accepting.as_mut().poll(cx),
                 AddState::Start(builder) => {
-                    let AddBuilder {
-                        manager,
-                        task,
-                        options,
-                    } = builder
+                    let AddBuilder { manager, task } = builder
                         .take()
                         .expect("`AddFuture` polled after it resolved");
                     let task = match task {
@@ -459,10 +393,10 @@ impl Future for AddFuture {
                         Err(error) => return Poll::Ready(Err(error)),
                     };
                     let inner = manager.inner;
-                    if !inner.accept_waits(&task, options.as_deref()) {
-                        return Poll::Ready(inner.accept_now(task, options));
+                    if !inner.accept_waits(&task.entry.record) {
+                        return Poll::Ready(inner.enqueue(task, false));
                     }
-                    self.0 = AddState::Storing(Box::pin(inner.accept(task, options)));
+                    self.0 = AddState::Storing(Box::pin(inner.accept(task)));
                 }
             }
         }

@@ -34,7 +34,6 @@ use crate::task::{
 };
 
 pub use builder::TaskManagerBuilder;
-pub(crate) use enqueue::NewTask;
 pub use enqueue::{AddBuilder, AddFuture};
 pub(crate) use lock::{Outbox, StateLock};
 pub(crate) use storage::StorageConfig;
@@ -208,15 +207,14 @@ impl TaskManager {
             })
             .map(|json| {
                 let first = args.clone().run();
-                NewTask {
-                    name: SharedStr::from_static(T::NAME),
-                    options: T::OPTIONS,
-                    args: Some(json),
+                self.inner.new_task(
+                    SharedStr::from_static(T::NAME),
+                    T::OPTIONS,
+                    Some(json),
                     first,
-                    factory: Factory::Typed(Box::new(move || args.clone().run())),
-                    source: "task",
-                    retry_of: None,
-                }
+                    Factory::Typed(Box::new(move || args.clone().run())),
+                    "task",
+                )
             });
         AddBuilder::new(self.clone(), task)
     }
@@ -244,15 +242,14 @@ impl TaskManager {
         F: Future + Send + 'static,
         F::Output: crate::task::IntoTaskResult,
     {
-        let task = NewTask {
-            name: SharedStr::from(name.into()),
-            options: TaskOptions::new(),
-            args: None,
-            first: TaskRun::from_future(future),
-            factory: Factory::Once,
-            source: "spawn",
-            retry_of: None,
-        };
+        let task = self.inner.new_task(
+            SharedStr::from(name.into()),
+            TaskOptions::new(),
+            None,
+            TaskRun::from_future(future),
+            Factory::Once,
+            "spawn",
+        );
         AddBuilder::new(self.clone(), Ok(task))
     }
 
@@ -482,8 +479,8 @@ impl TaskManager {
             .queue(record.queue)
             .priority(record.priority);
         if let Ok(task) = &mut builder.task {
-            task.source = "retry";
-            task.retry_of = Some(id);
+            task.entry.record.source = SharedStr::from_static("retry");
+            task.entry.record.retry_of = Some(id);
         }
         builder.await
     }
@@ -519,14 +516,15 @@ impl TaskManager {
                     name: name.to_owned(),
                     source,
                 })
-                .map(|first| NewTask {
-                    name: SharedStr::from_static(registration.name()),
-                    options: *registration.options(),
-                    args: Some(args.clone()),
-                    first,
-                    factory: Factory::Stored(registration.decoder(), args),
-                    source: "task",
-                    retry_of: None,
+                .map(|first| {
+                    self.inner.new_task(
+                        SharedStr::from_static(registration.name()),
+                        *registration.options(),
+                        Some(args.clone()),
+                        first,
+                        Factory::Stored(registration.decoder(), args),
+                        "task",
+                    )
                 }),
         };
         AddBuilder::new(self.clone(), task)
