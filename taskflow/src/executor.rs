@@ -185,7 +185,7 @@ impl Inner {
         slot: Option<Slot>,
     ) -> Starts {
         // Read before locking: the end of this attempt and the start of the next one.
-        let now = Utc::now();
+        let now = crate::clock::now();
         {
             let mut state = self.state.lock();
             if let Some(mut slot) = slot {

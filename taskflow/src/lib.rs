@@ -5,6 +5,7 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 mod blocking;
+mod clock;
 mod context;
 mod dispatch;
 mod error;

@@ -47,7 +47,7 @@ impl Inner {
             TaskId::at(now),
             name,
             self.instance_id.clone(),
-            DateTime::<Utc>::from(now),
+            crate::clock::utc(now),
         );
         record.queue = SharedStr::from_static(options.queue);
         record.priority = options.priority;
