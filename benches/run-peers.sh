@@ -23,6 +23,8 @@ echo
 echo "ratios (taskflow per_sec / peer per_sec; > 1 means taskflow is faster)"
 awk '
   {
+    # Fields of this line only: a failed run has no per_sec and gets no ratio.
+    split("", f)
     for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
     rate[f["system"], f["producers"]] = f["per_sec"]
     systems[f["system"]] = 1

@@ -6,7 +6,8 @@
 //! (`benches/peers/effectum`, see `benches/run-peers.sh`).
 //!
 //! Prints one `system=… producers=… tasks=… secs=… per_sec=…` line per run (the median of
-//! `TASKFLOW_BENCH_REPEAT` runs, default 3). `TASKFLOW_BENCH_TASKS` sets `n` (default 10,000);
+//! `TASKFLOW_BENCH_REPEAT` runs, default 3), or `system=… producers=… tasks=… failed=…` when a
+//! peer refused a job. `TASKFLOW_BENCH_TASKS` sets `n` (default 10,000);
 //! `TASKFLOW_BENCH_SYSTEMS` (a comma-separated list) runs only the systems named.
 //!
 //! ```text
@@ -46,7 +47,9 @@ fn db_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("taskflow-bench-{name}-{}.db", std::process::id()))
 }
 
-async fn apalis_run(n: usize, producers: usize) -> Duration {
+/// One apalis run; `Err` when apalis refused a push (e.g. `database is locked` once its pool's
+/// busy timeout ran out), which is reported instead of a time.
+async fn apalis_run(n: usize, producers: usize) -> Result<Duration, String> {
     let path = db_path("apalis");
     remove_db(&path);
     let url = format!("sqlite://{}?mode=rwc", path.display());
@@ -74,13 +77,26 @@ async fn apalis_run(n: usize, producers: usize) -> Duration {
             let mut storage = storage.clone();
             tokio::spawn(async move {
                 for i in 0..share(n, producers, p) {
-                    storage.push(i as u64).await.expect("apalis push");
+                    storage
+                        .push(i as u64)
+                        .await
+                        .map_err(|e| format!("apalis push: {e:?}"))?;
                 }
+                Ok::<_, String>(())
             })
         })
         .collect();
+    let mut refused = None;
     for handle in handles {
-        handle.await.expect("producer finished");
+        if let Err(e) = handle.await.expect("producer finished") {
+            refused.get_or_insert(e);
+        }
+    }
+    if let Some(e) = refused {
+        worker.abort();
+        pool.close().await;
+        remove_db(&path);
+        return Err(e);
     }
     worker
         .await
@@ -89,7 +105,7 @@ async fn apalis_run(n: usize, producers: usize) -> Duration {
     let took = start.elapsed();
     pool.close().await;
     remove_db(&path);
-    took
+    Ok(took)
 }
 
 /// taskflow on a fresh file-backed database: `persist` no-op tasks, each `add` committed before
@@ -136,6 +152,7 @@ fn main() {
             let mut memory = Vec::new();
             let mut sqlite = Vec::new();
             let mut apalis = Vec::new();
+            let mut apalis_failed = None;
             for _ in 0..repeat {
                 if runs("taskflow-memory") {
                     memory.push(taskflow_noop(&manager, n, producers).await);
@@ -143,9 +160,16 @@ fn main() {
                 if runs("taskflow-sqlite") {
                     sqlite.push(taskflow_sqlite_run(n, producers).await);
                 }
-                if runs("apalis-sqlite") {
-                    apalis.push(apalis_run(n, producers).await);
+                if runs("apalis-sqlite") && apalis_failed.is_none() {
+                    match apalis_run(n, producers).await {
+                        Ok(took) => apalis.push(took),
+                        Err(e) => apalis_failed = Some(e),
+                    }
                 }
+            }
+            // A peer that refused part of the workload gets no time, only its error.
+            if apalis_failed.is_some() {
+                apalis.clear();
             }
             for (system, times) in [
                 ("taskflow-memory", memory),
@@ -155,6 +179,9 @@ fn main() {
                 if !times.is_empty() {
                     report(system, producers, n, median(times));
                 }
+            }
+            if let Some(e) = apalis_failed {
+                println!("system=apalis-sqlite producers={producers} tasks={n} failed={e:?}");
             }
         }
         manager.shutdown().await.expect("shuts down");
