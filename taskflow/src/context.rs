@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 
@@ -47,6 +48,10 @@ struct ContextInner {
     attempt: u32,
     tags: Tags,
     manager: Arc<Inner>,
+    /// The attempt's time limit.
+    timeout: Option<Duration>,
+    /// The span that enqueued the task, which the attempt's span follows from.
+    parent_span: tracing::Span,
     panic_trace: parking_lot::Mutex<Option<String>>,
     /// Set when the attempt must end (cancelled, or aborted at shutdown), or once it ended.
     stopped: AtomicBool,
@@ -55,12 +60,16 @@ struct ContextInner {
 }
 
 impl TaskContext {
+    /// The context of attempt `attempt` of task `id`. The attempt's limits and parent span live
+    /// here, on the heap, so that the future running the attempt stays small.
     pub(crate) fn new(
         id: TaskId,
         name: SharedStr,
         attempt: u32,
         tags: Tags,
         manager: Arc<Inner>,
+        timeout: Option<Duration>,
+        parent_span: tracing::Span,
     ) -> Self {
         Self {
             inner: Arc::new(ContextInner {
@@ -69,6 +78,8 @@ impl TaskContext {
                 attempt,
                 tags,
                 manager,
+                timeout,
+                parent_span,
                 panic_trace: parking_lot::Mutex::new(None),
                 stopped: AtomicBool::new(false),
                 stop_waker: AtomicWaker::new(),
@@ -161,8 +172,8 @@ impl TaskContext {
     }
 
     /// Runs `future` with this context as the current one.
-    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+    pub(crate) fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, future)
     }
 
     /// Runs `f` on this thread with this context as the current one.
@@ -181,6 +192,16 @@ impl TaskContext {
     /// The manager running this attempt.
     pub(crate) fn manager(&self) -> &Arc<Inner> {
         &self.inner.manager
+    }
+
+    /// The attempt's time limit.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout
+    }
+
+    /// The span that enqueued the task.
+    pub(crate) fn parent_span(&self) -> &tracing::Span {
+        &self.inner.parent_span
     }
 
     /// Ends the attempt at its next poll (it resolves [`Self::stopped`]); does nothing once the

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use tracing::Instrument;
 
 use crate::context::TaskContext;
@@ -28,13 +29,12 @@ pub(crate) struct Start {
     run: TaskRun,
 }
 
-/// Everything about a starting attempt but its body.
+/// Everything about a starting attempt but its body (its limits and parent span are in its
+/// context).
 struct Attempt {
     context: TaskContext,
     queue: QueueIndex,
     blocking: bool,
-    timeout: Option<Duration>,
-    parent_span: tracing::Span,
     /// For a persisted task, the store number of its `running` record, committed before the
     /// attempt's body starts.
     running_seq: Option<u64>,
@@ -52,7 +52,6 @@ impl Attempt {
                 armed: true,
             },
             context: self.context,
-            timeout: self.timeout,
             running_seq: self.running_seq,
         }
     }
@@ -62,7 +61,6 @@ impl Attempt {
 struct Begun {
     slot: Slot,
     context: TaskContext,
-    timeout: Option<Duration>,
     running_seq: Option<u64>,
 }
 
@@ -156,17 +154,16 @@ impl Inner {
                 record.attempt,
                 record.tags.clone(),
                 Arc::clone(self),
+                live.options.timeout,
+                live.parent_span.clone(),
             );
             live.attempt = Some(context.clone());
-            let (timeout, parent_span) = (live.options.timeout, live.parent_span.clone());
             let persist = record.persist;
             let running_seq = self.queue_save(state, id).filter(|_| persist);
             let attempt = Attempt {
                 context,
                 queue,
                 blocking: waiting.blocking,
-                timeout,
-                parent_span,
                 running_seq,
             };
             starts.push(Start { attempt, run });
@@ -367,7 +364,7 @@ fn attempt_span(attempt: &Attempt) -> tracing::Span {
         name = %context.name(),
         attempt = context.attempt(),
     );
-    span.follows_from(&attempt.parent_span);
+    span.follows_from(context.parent_span());
     crate::observe::continue_trace(&span, context.manager(), context.id());
     span
 }
@@ -378,13 +375,7 @@ fn attempt_span(attempt: &Attempt) -> tracing::Span {
 /// as often as a task polling that many other futures would.
 async fn run_attempts(mut attempt: Attempt, mut body: AsyncBody) {
     loop {
-        let span = attempt_span(&attempt);
-        // A span no subscriber wants is not entered at every poll.
-        let starts = if span.is_disabled() {
-            run_async_attempt(attempt, body).await
-        } else {
-            run_async_attempt(attempt, body).instrument(span).await
-        };
+        let starts = traced_attempt(attempt, body).await;
         let mut next = None;
         for Start { attempt, run } in starts {
             match run {
@@ -402,23 +393,31 @@ async fn run_attempts(mut attempt: Attempt, mut body: AsyncBody) {
     }
 }
 
+/// Runs one async attempt in its span, unless no subscriber wants the span: then it is neither
+/// entered at every poll nor kept in the future.
+fn traced_attempt(attempt: Attempt, body: AsyncBody) -> impl Future<Output = Starts> {
+    let span = attempt_span(&attempt);
+    if span.is_disabled() {
+        Either::Left(run_async_attempt(attempt, body))
+    } else {
+        Either::Right(run_async_attempt(attempt, body).instrument(span))
+    }
+}
+
 /// Runs one async attempt and finishes it; returns what its finish lets start.
 async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
     let Begun {
         slot,
         context,
-        timeout,
         running_seq,
     } = attempt.begin();
-    let (id, number) = (context.id(), context.attempt());
-    let inner = context.manager();
     let run = async {
         // Yields when this task used up its budget (see `run_attempts`).
         tokio::task::consume_budget().await;
         if let Some(seq) = running_seq {
             running_committed(&context, seq).await;
         }
-        run_async(body, context.clone(), timeout).await
+        run_async(body, context.clone()).await
     };
     let outcome = tokio::select! {
         biased;
@@ -426,7 +425,9 @@ async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
         outcome = run => Some(outcome),
     };
     context.mark_ended();
-    inner.finish(id, number, outcome, Some(slot))
+    context
+        .manager()
+        .finish(context.id(), context.attempt(), outcome, Some(slot))
 }
 
 /// Runs a blocking attempt on the blocking pool, coordinated by a task of its own that applies
@@ -436,10 +437,10 @@ fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
     let Begun {
         slot,
         context,
-        timeout,
         running_seq,
     } = attempt.begin();
     let (id, number) = (context.id(), context.attempt());
+    let timeout = context.timeout();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let job_span = span.clone();
     let job_context = context.clone();
@@ -484,15 +485,11 @@ fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
         .spawn_on(coordinator.instrument(span), &inner.runtime);
 }
 
-async fn run_async(
-    future: AsyncBody,
-    context: TaskContext,
-    timeout: Option<Duration>,
-) -> TaskResult {
+async fn run_async(future: AsyncBody, context: TaskContext) -> TaskResult {
     let guarded = context
         .clone()
         .scope(AssertUnwindSafe(future).catch_unwind());
-    let caught = match timeout {
+    let caught = match context.timeout() {
         // Boxed so that attempts without a timeout do not carry a timer in their future.
         Some(limit) => match Box::pin(tokio::time::timeout(limit, guarded)).await {
             Ok(caught) => caught,
