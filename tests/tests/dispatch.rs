@@ -106,6 +106,26 @@ impl Drop for DropFlag {
 }
 
 #[tokio::test]
+async fn a_builder_awaited_later_records_the_start_when_it_is_queued() {
+    let manager = TaskManager::builder().build().await.expect("builds");
+    let adding = manager.spawn("held", async {});
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before_queued = chrono::Utc::now();
+    let id = adding.await.expect("accepted");
+    let record = manager.wait(id).await.expect("finishes");
+    assert!(
+        record.created_at < before_queued,
+        "created when `spawn` was called"
+    );
+    let started = record.start_time.expect("it ran");
+    assert!(
+        started >= before_queued,
+        "started at {started}, before it was queued at {before_queued}"
+    );
+    manager.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
 async fn a_rejected_task_is_no_longer_live() {
     let manager = TaskManager::builder()
         .queue("closed", QueueConfig::new().max_size(0))

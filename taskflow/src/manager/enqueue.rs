@@ -119,8 +119,9 @@ impl Inner {
     /// Queues a new task and starts what can start. `stored`: its row or key is already in the
     /// store.
     fn enqueue(self: &Arc<Self>, task: NewTask, stored: bool) -> Result<TaskId> {
-        // The task was made a moment ago: its creation time stands for the clock reading.
-        let now = task.entry.record.created_at;
+        // Read before locking, and not taken from the record: a builder may be awaited long
+        // after `add` made it, and the store may have taken a while to accept the task.
+        let now = crate::clock::now();
         let (accepted, starts) = {
             let mut state = self.state.lock();
             let accepted = self.commit(&mut state, task, stored);
