@@ -241,21 +241,20 @@ impl AddBuilder {
         Self { manager, task }
     }
 
-    /// Applies `set` to the task's record, unless the task already failed to be made.
-    fn set(mut self, set: impl FnOnce(&mut TaskRecord)) -> Self {
+    /// Applies `set` to the task, unless it already failed to be made.
+    fn set(mut self, set: impl FnOnce(&mut NewTask)) -> Self {
         if let Ok(task) = &mut self.task {
-            set(&mut task.entry.record);
+            set(task);
         }
         self
     }
 
     /// Starts the task no sooner than `at`, `wait` from now.
-    fn start_at(mut self, wait: Duration, at: DateTime<Utc>) -> Self {
-        if let Ok(task) = &mut self.task {
+    fn start_at(self, wait: Duration, at: DateTime<Utc>) -> Self {
+        self.set(|task| {
             task.entry.record.run_at = Some(at);
             task.wait = Some(wait);
-        }
-        self
+        })
     }
 
     /// A second `add` with the same key, while a run holding it is pending, running or
@@ -266,7 +265,7 @@ impl AddBuilder {
     /// See [`AddBuilder`].
     pub fn idempotency_key(self, key: impl Into<String>) -> Self {
         let key = key.into();
-        self.set(|record| record.idempotency_key = Some(key))
+        self.set(|task| task.entry.record.idempotency_key = Some(key))
     }
 
     /// Adds key/value tags (filterable in the API and dashboard).
@@ -278,8 +277,9 @@ impl AddBuilder {
         self,
         tags: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        self.set(|record| {
-            record
+        self.set(|task| {
+            task.entry
+                .record
                 .tags
                 .extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
         })
@@ -291,7 +291,7 @@ impl AddBuilder {
     ///
     /// See [`AddBuilder`].
     pub fn priority(self, priority: i32) -> Self {
-        self.set(|record| record.priority = priority)
+        self.set(|task| task.entry.record.priority = priority)
     }
 
     /// Overrides the task's queue.
@@ -301,7 +301,7 @@ impl AddBuilder {
     /// See [`AddBuilder`].
     pub fn queue(self, queue: impl Into<SharedStr>) -> Self {
         let queue = queue.into();
-        self.set(|record| record.queue = queue)
+        self.set(|task| task.entry.record.queue = queue)
     }
 
     /// Starts the task no sooner than `delay` from now.
