@@ -1,41 +1,53 @@
 //! In-memory criterion benches: enqueue → success through the manager beside the floor (bare
-//! `tokio::spawn` + join) with 1, 8 and 64 producers; decode-and-run from a stored JSON payload;
-//! the retry path. Run with `cargo bench -p taskflow-benches --bench inmemory`.
+//! `tokio::spawn` + join) and the least bookkeeping of tracked tasks (`ledger`) with 1, 8 and 64
+//! producers; decode-and-run from a stored JSON payload; the retry path. Run with
+//! `cargo bench -p taskflow-benches --bench inmemory`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use taskflow::{Registry, Task, TaskRun};
-use taskflow_benches::{FailOnce, Noop, Welcome, floor_noop, manager, runtime, taskflow_run};
+use taskflow_benches::{
+    FailOnce, Ledger, Noop, Welcome, floor_noop, ledger_noop, manager, max_history, runtime,
+    taskflow_run,
+};
 
 /// Tasks per measured iteration.
 const BATCH: usize = 1_000;
 
+/// The total time of `iters` batches, each timed by `batch` itself.
+fn batches<F, B>(rt: &tokio::runtime::Runtime, iters: u64, mut batch: F) -> Duration
+where
+    F: FnMut() -> B,
+    B: Future<Output = Duration>,
+{
+    rt.block_on(async {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            total += batch().await;
+        }
+        total
+    })
+}
+
 fn enqueue_to_success(c: &mut Criterion) {
     let rt = runtime();
     let manager = rt.block_on(manager());
+    let ledger = rt.block_on(Ledger::new(&manager, max_history(), 1));
     for producers in [1, 8, 64] {
         let mut group = c.benchmark_group(format!("enqueue_to_success/producers_{producers}"));
         group.throughput(Throughput::Elements(BATCH as u64));
         group.bench_function("floor_tokio_spawn", |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += floor_noop(BATCH, producers).await;
-                    }
-                    total
-                })
-            });
+            b.iter_custom(|iters| batches(&rt, iters, || floor_noop(BATCH, producers)));
+        });
+        group.bench_function("ledger", |b| {
+            b.iter_custom(|iters| batches(&rt, iters, || ledger_noop(&ledger, BATCH, producers)));
         });
         group.bench_function("taskflow", |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += taskflow_run(&manager, BATCH, producers, || Noop {}).await;
-                    }
-                    total
+                batches(&rt, iters, || {
+                    taskflow_run(&manager, BATCH, producers, || Noop {})
                 })
             });
         });
@@ -50,24 +62,12 @@ fn retry_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("retry_path/producers_8");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("succeeds_first_attempt", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += taskflow_run(&manager, BATCH, 8, || Noop {}).await;
-                }
-                total
-            })
-        });
+        b.iter_custom(|iters| batches(&rt, iters, || taskflow_run(&manager, BATCH, 8, || Noop {})));
     });
     group.bench_function("fails_once_then_succeeds", |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += taskflow_run(&manager, BATCH, 8, || FailOnce {}).await;
-                }
-                total
+            batches(&rt, iters, || {
+                taskflow_run(&manager, BATCH, 8, || FailOnce {})
             })
         });
     });

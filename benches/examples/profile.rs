@@ -1,6 +1,8 @@
-//! One workload for a profiler, or for a quick ratio: `profile <taskflow|retry|floor> [tasks]
-//! [producers] [rounds]` (defaults: `taskflow 100000 8 1`). Runs `rounds` batches of `tasks`
-//! one after another on one manager and prints the median, fastest and 90th percentile batch.
+//! One workload for a profiler, or for a quick ratio: `profile <taskflow|retry|floor|ledger[N]>
+//! [tasks] [producers] [rounds]` (defaults: `taskflow 100000 8 1`). Runs `rounds` batches of
+//! `tasks` one after another on one manager and prints the median, fastest and 90th percentile
+//! batch. `ledger` is the least bookkeeping of tracked tasks (see `taskflow_benches::Ledger`);
+//! `ledger8` splits it over 8 locks.
 //!
 //! ```text
 //! cargo build --release -p taskflow-benches --example profile
@@ -11,7 +13,9 @@
 
 use std::time::Duration;
 
-use taskflow_benches::{FailOnce, floor_noop, manager, taskflow_noop, taskflow_run};
+use taskflow_benches::{
+    FailOnce, Ledger, floor_noop, ledger_noop, manager, max_history, taskflow_noop, taskflow_run,
+};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -25,13 +29,22 @@ fn main() {
     let n = number("tasks", 100_000);
     let producers = number("producers", 8);
     let rounds = number("rounds", 1).max(1);
+    let shards = match system.strip_prefix("ledger") {
+        Some("") => 1,
+        Some(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("ledger shards: a number, not `{n}`")),
+        None => 0,
+    };
     let rt = taskflow_benches::runtime();
     let mut took: Vec<Duration> = rt.block_on(async {
         let manager = manager().await;
+        let ledger = Ledger::new(&manager, max_history(), shards).await;
         let mut took = Vec::with_capacity(rounds);
         for _ in 0..rounds {
             took.push(match system.as_str() {
                 "floor" => floor_noop(n, producers).await,
+                _ if shards > 0 => ledger_noop(&ledger, n, producers).await,
                 "retry" => taskflow_run(&manager, n, producers, || FailOnce {}).await,
                 _ => taskflow_noop(&manager, n, producers).await,
             });

@@ -15,6 +15,10 @@
 //! # }
 //! ```
 
+mod ledger;
+
+pub use ledger::{Ledger, ledger_noop};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -142,12 +146,21 @@ fn env_number(name: &str) -> Option<usize> {
 /// When the manager does not build (a duplicate task name in the binary), or
 /// `TASKFLOW_BENCH_HISTORY` is not a positive number.
 pub async fn manager() -> TaskManager {
-    let builder = TaskManager::builder();
-    let builder = match env_number("TASKFLOW_BENCH_HISTORY") {
-        Some(max_history) => builder.max_history(max_history),
-        None => builder,
-    };
-    builder.build().await.expect("the default manager builds")
+    TaskManager::builder()
+        .max_history(max_history())
+        .build()
+        .await
+        .expect("the default manager builds")
+}
+
+/// The history bound of the benchmarks: the manager's default, 10,000, unless
+/// `TASKFLOW_BENCH_HISTORY` sets another.
+///
+/// # Panics
+///
+/// When `TASKFLOW_BENCH_HISTORY` is not a positive number.
+pub fn max_history() -> usize {
+    env_number("TASKFLOW_BENCH_HISTORY").unwrap_or(10_000)
 }
 
 /// A fresh directory under the temp dir for one SQLite database, deleted on drop.
