@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use taskflow::{TaskId, TaskRecord, TaskStatus};
 
-use crate::share;
+use crate::fan_out;
 
 /// Hashes a task id's 16 bytes by folding them into one word (ids carry 62 random bits).
 #[derive(Default)]
@@ -157,25 +157,20 @@ impl Ledger {
 /// When a spawned task panics (it cannot: it is empty).
 pub async fn ledger_noop(ledger: &Ledger, n: usize, producers: usize) -> Duration {
     let start = Instant::now();
-    let handles: Vec<_> = (0..producers)
-        .map(|p| {
-            let ledger = ledger.clone();
-            tokio::spawn(async move {
-                let count = share(n, producers, p);
-                let mut tasks = Vec::with_capacity(count);
-                for _ in 0..count {
-                    tasks.push(ledger.spawn());
-                }
-                for (key, join) in tasks {
-                    join.await.expect("empty future");
-                    std::hint::black_box(ledger.record(key));
-                }
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.await.expect("producer finished");
-    }
+    fan_out(n, producers, |count| {
+        let ledger = ledger.clone();
+        async move {
+            let mut tasks = Vec::with_capacity(count);
+            for _ in 0..count {
+                tasks.push(ledger.spawn());
+            }
+            for (key, join) in tasks {
+                join.await.expect("empty future");
+                std::hint::black_box(ledger.record(key));
+            }
+        }
+    })
+    .await;
     start.elapsed()
 }
 

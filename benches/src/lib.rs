@@ -19,6 +19,7 @@ mod ledger;
 
 pub use ledger::{Ledger, ledger_noop};
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -250,26 +251,43 @@ where
     F: Fn() -> T + Clone + Send + 'static,
 {
     let start = Instant::now();
-    let handles: Vec<_> = (0..producers)
-        .map(|p| {
-            let manager = manager.clone();
-            let make = make.clone();
-            tokio::spawn(async move {
-                let count = share(n, producers, p);
-                let mut ids = Vec::with_capacity(count);
-                for _ in 0..count {
-                    ids.push(manager.add(make()).await.expect("enqueue accepted"));
-                }
-                for id in ids {
-                    wait_done(&manager, id).await;
-                }
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.await.expect("producer finished");
-    }
+    fan_out(n, producers, |count| {
+        let manager = manager.clone();
+        let make = make.clone();
+        async move {
+            let mut ids = Vec::with_capacity(count);
+            for _ in 0..count {
+                ids.push(manager.add(make()).await.expect("enqueue accepted"));
+            }
+            for id in ids {
+                wait_done(&manager, id).await;
+            }
+        }
+    })
+    .await;
     start.elapsed()
+}
+
+/// Runs `producers` concurrent producers (tokio tasks), producer `p` made by `work` with its
+/// [`share`] of `n`; returns their outputs once every one has finished.
+///
+/// # Panics
+///
+/// When a producer panics.
+pub async fn fan_out<F, P, T>(n: usize, producers: usize, work: F) -> Vec<T>
+where
+    F: Fn(usize) -> P,
+    P: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..producers)
+        .map(|p| tokio::spawn(work(share(n, producers, p))))
+        .collect();
+    let mut outputs = Vec::with_capacity(producers);
+    for handle in handles {
+        outputs.push(handle.await.expect("producer finished"));
+    }
+    outputs
 }
 
 /// What [`persisted_run`] measured.
@@ -302,25 +320,20 @@ impl Timed {
 pub async fn persisted_run(manager: &TaskManager, n: usize, producers: usize) -> Timed {
     PERSISTED.expect(n);
     let start = Instant::now();
-    let handles: Vec<_> = (0..producers)
-        .map(|p| {
-            let manager = manager.clone();
-            tokio::spawn(async move {
-                let count = share(n, producers, p);
-                let mut adds = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let at = Instant::now();
-                    manager.add(NoopPersist {}).await.expect("enqueue accepted");
-                    adds.push(at.elapsed());
-                }
-                adds
-            })
-        })
-        .collect();
-    let mut adds = Vec::with_capacity(n);
-    for handle in handles {
-        adds.extend(handle.await.expect("producer finished"));
-    }
+    let per_producer = fan_out(n, producers, |count| {
+        let manager = manager.clone();
+        async move {
+            let mut adds = Vec::with_capacity(count);
+            for _ in 0..count {
+                let at = Instant::now();
+                manager.add(NoopPersist {}).await.expect("enqueue accepted");
+                adds.push(at.elapsed());
+            }
+            adds
+        }
+    })
+    .await;
+    let mut adds: Vec<Duration> = per_producer.into_iter().flatten().collect();
     PERSISTED.all_done().await;
     let elapsed = start.elapsed();
     adds.sort_unstable();
@@ -347,23 +360,16 @@ pub async fn taskflow_noop(manager: &TaskManager, n: usize, producers: usize) ->
 /// When a spawned future panics (it cannot: it is empty).
 pub async fn floor_noop(n: usize, producers: usize) -> Duration {
     let start = Instant::now();
-    let handles: Vec<_> = (0..producers)
-        .map(|p| {
-            tokio::spawn(async move {
-                let count = share(n, producers, p);
-                let mut joins = Vec::with_capacity(count);
-                for _ in 0..count {
-                    joins.push(tokio::spawn(std::hint::black_box(async {})));
-                }
-                for join in joins {
-                    join.await.expect("empty future");
-                }
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.await.expect("producer finished");
-    }
+    fan_out(n, producers, |count| async move {
+        let mut joins = Vec::with_capacity(count);
+        for _ in 0..count {
+            joins.push(tokio::spawn(std::hint::black_box(async {})));
+        }
+        for join in joins {
+            join.await.expect("empty future");
+        }
+    })
+    .await;
     start.elapsed()
 }
 
