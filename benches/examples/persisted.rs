@@ -1,7 +1,10 @@
 //! Persisted enqueue → success on a file-backed SQLite store, with the latency of every `add`
 //! (each returns only once its row is committed): `persisted [tasks] [producers,…] [rounds]`
 //! (defaults: `20000 1,8,64 1`). A fresh database in the temp directory per round; one line per
-//! round with tasks/s and the p50/p99/max `add` latency, then the load average.
+//! round with tasks/s and the p50/p99/max `add` latency, then the load average, and one line with
+//! the SQLite floor of the same tasks in groups of as many tasks as there are producers
+//! (`taskflow_benches::sqlite_floor_run`): what one writer commits on this disk with nothing else
+//! to do.
 //!
 //! ```text
 //! cargo build --release -p taskflow-benches --example persisted
@@ -9,7 +12,7 @@
 //! perf record -e cpu-clock -g target/release/examples/persisted 50000 64
 //! ```
 
-use taskflow_benches::{TempDb, load_average, persisted_run, sqlite_manager};
+use taskflow_benches::{TempDb, load_average, persisted_run, sqlite_floor_run, sqlite_manager};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -44,6 +47,14 @@ fn main() {
                     us(timed.add_quantile(0.5)),
                     us(timed.add_quantile(0.99)),
                     us(timed.add_quantile(1.0)),
+                );
+                let db = TempDb::new("sqlite-floor");
+                let floor = sqlite_floor_run(&db.path(), n, p).await;
+                println!(
+                    "round={round} system=sqlite_floor group={p} tasks={n} secs={:.3} per_sec={:.0} taskflow_of_floor={:.2}",
+                    floor.as_secs_f64(),
+                    n as f64 / floor.as_secs_f64(),
+                    floor.as_secs_f64() / timed.elapsed.as_secs_f64(),
                 );
             }
         }

@@ -16,8 +16,10 @@
 //! ```
 
 mod ledger;
+mod sqlite_floor;
 
 pub use ledger::{Ledger, ledger_noop};
+pub use sqlite_floor::sqlite_floor_run;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
