@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod read;
+mod rfc3339;
 mod row;
 mod schema;
 mod stats;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{id_from_blob, micros, stats};
+use super::{id_from_blob, micros, rfc3339, stats};
 use crate::store::StoreError;
 use crate::task::{LogEntry, TaskId, TaskRecord, TaskStatus};
 
@@ -21,10 +21,17 @@ pub(super) const COLUMNS: &str =
 /// The part of a record the `record` column holds.
 #[derive(Serialize)]
 struct Body<'a> {
+    #[serde(serialize_with = "rfc3339::utc")]
     created_at: &'a DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339::utc_some"
+    )]
     start_time: &'a Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339::utc_some"
+    )]
     end_time: &'a Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: &'a Option<f64>,
@@ -50,7 +57,10 @@ struct Body<'a> {
     args: &'a Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_of: &'a Option<TaskId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339::utc_some"
+    )]
     run_at: &'a Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace_parent: &'a Option<String>,
