@@ -33,23 +33,25 @@ pub(super) fn utc_some<S: Serializer>(
 
 /// Writes `time` into `buffer`; returns the length, or `None` for a year outside 0..=9999.
 fn write(time: &DateTime<Utc>, buffer: &mut [u8; MAX_LEN]) -> Option<usize> {
-    let year = u32::try_from(time.year())
+    // Each of `DateTime`'s own accessors converts to local time again: convert once.
+    let (date, clock) = (time.date_naive(), time.time());
+    let year = u32::try_from(date.year())
         .ok()
         .filter(|year| *year <= 9999)?;
     // A leap second is kept as a fraction of a second above one: shown as second 60.
-    let (second, nanos) = match time.nanosecond() {
-        nanos if nanos >= 1_000_000_000 => (time.second() + 1, nanos - 1_000_000_000),
-        nanos => (time.second(), nanos),
+    let (second, nanos) = match clock.nanosecond() {
+        nanos if nanos >= 1_000_000_000 => (clock.second() + 1, nanos - 1_000_000_000),
+        nanos => (clock.second(), nanos),
     };
     digits(&mut buffer[0..4], year);
     buffer[4] = b'-';
-    digits(&mut buffer[5..7], time.month());
+    digits(&mut buffer[5..7], date.month());
     buffer[7] = b'-';
-    digits(&mut buffer[8..10], time.day());
+    digits(&mut buffer[8..10], date.day());
     buffer[10] = b'T';
-    digits(&mut buffer[11..13], time.hour());
+    digits(&mut buffer[11..13], clock.hour());
     buffer[13] = b':';
-    digits(&mut buffer[14..16], time.minute());
+    digits(&mut buffer[14..16], clock.minute());
     buffer[16] = b':';
     digits(&mut buffer[17..19], second);
     let (places, fraction) = match nanos {
