@@ -2,7 +2,7 @@
 //! by them.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
@@ -153,6 +153,9 @@ impl FromStr for TaskId {
 
 /// A map keyed by task id with [`IdHasher`].
 pub(crate) type IdMap<V> = HashMap<TaskId, V, BuildHasherDefault<IdHasher>>;
+
+/// A set of task ids with [`IdHasher`].
+pub(crate) type IdSet = HashSet<TaskId, BuildHasherDefault<IdHasher>>;
 
 /// Hashes a [`TaskId`] with one multiply: the low 62 bits of an id made here are random, so
 /// SipHash's protection buys nothing on the maps of live tasks, which hold only such ids.

@@ -7,9 +7,10 @@
 //! queued until that write ends. So overlapping writes touch different tasks, and an older state
 //! can never land after a newer one, whatever order the store applies them in.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::VecDeque;
 
-use crate::task::{TaskId, TaskRecord};
+use crate::id::IdSet;
+use crate::task::TaskRecord;
 
 /// The queue; lives in the manager's state, under its lock.
 #[derive(Debug, Default)]
@@ -17,11 +18,59 @@ pub(crate) struct Unsaved {
     /// Queued records with their numbers, oldest first.
     queue: Vec<(u64, TaskRecord)>,
     /// Tasks with a write in flight.
-    in_flight: HashSet<TaskId>,
+    in_flight: IdSet,
     /// Numbers of the records queued or in flight, not yet committed.
-    outstanding: BTreeSet<u64>,
+    outstanding: Outstanding,
     /// How many records were ever queued.
     queued: u64,
+}
+
+/// Numbers handed out in increasing order and removed in about that order: a window from the
+/// oldest one not removed, with a flag per number, so that each step is O(1) amortized.
+#[derive(Debug, Default)]
+struct Outstanding {
+    /// Whether number `first + i` is still outstanding; the front is always `true`.
+    flags: VecDeque<bool>,
+    /// The number of `flags[0]`.
+    first: u64,
+    len: usize,
+}
+
+impl Outstanding {
+    /// Adds `seq`, the number right after the last one added.
+    fn push(&mut self, seq: u64) {
+        if self.flags.is_empty() {
+            self.first = seq;
+        }
+        self.flags.push_back(true);
+        self.len += 1;
+    }
+
+    /// Removes `seq`, if outstanding.
+    fn remove(&mut self, seq: u64) {
+        let Some(flag) = seq
+            .checked_sub(self.first)
+            .and_then(|at| self.flags.get_mut(at as usize))
+            .filter(|flag| **flag)
+        else {
+            return;
+        };
+        *flag = false;
+        self.len -= 1;
+        while self.flags.front() == Some(&false) {
+            self.flags.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// The oldest outstanding number.
+    fn first(&self) -> Option<u64> {
+        (!self.flags.is_empty()).then_some(self.first)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// Records taken by one flush.
@@ -45,7 +94,7 @@ impl Unsaved {
     /// Queues a record; returns its number.
     pub(crate) fn push(&mut self, record: TaskRecord) -> u64 {
         self.queued += 1;
-        self.outstanding.insert(self.queued);
+        self.outstanding.push(self.queued);
         self.queue.push((self.queued, record));
         self.queued
     }
@@ -69,12 +118,15 @@ impl Unsaved {
 
     /// Takes every queued record whose task has no write in flight.
     pub(crate) fn take(&mut self) -> Batch {
-        let mut batch = Batch::default();
         if self.queue.is_empty() {
-            return batch;
+            return Batch::default();
         }
+        let mut batch = Batch {
+            seqs: Vec::with_capacity(self.queue.len()),
+            records: Vec::with_capacity(self.queue.len()),
+        };
         let mut held = Vec::new();
-        let mut taken_ids = HashSet::new();
+        let mut taken_ids = IdSet::with_capacity_and_hasher(self.queue.len(), Default::default());
         for (seq, record) in std::mem::take(&mut self.queue) {
             let id = record.task_id;
             if self.in_flight.contains(&id) {
@@ -93,7 +145,7 @@ impl Unsaved {
     /// A batch was committed.
     pub(crate) fn committed(&mut self, batch: Batch) {
         for seq in &batch.seqs {
-            self.outstanding.remove(seq);
+            self.outstanding.remove(*seq);
         }
         for record in &batch.records {
             self.in_flight.remove(&record.task_id);
@@ -115,7 +167,7 @@ impl Unsaved {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::TaskStatus;
+    use crate::task::{TaskId, TaskStatus};
 
     fn record(id: TaskId, status: TaskStatus) -> TaskRecord {
         let mut record = TaskRecord::pending(id, "t", "me");
@@ -156,6 +208,27 @@ mod tests {
         unsaved.committed(third);
         assert_eq!(unsaved.committed_through(), 3);
         assert_eq!(unsaved.outstanding(), 0);
+    }
+
+    #[test]
+    fn outstanding_numbers_leave_in_any_order() {
+        let mut outstanding = Outstanding::default();
+        assert_eq!(outstanding.first(), None);
+        for seq in 1..=5 {
+            outstanding.push(seq);
+        }
+        outstanding.remove(3);
+        outstanding.remove(3);
+        outstanding.remove(9);
+        assert_eq!((outstanding.first(), outstanding.len()), (Some(1), 4));
+        outstanding.remove(1);
+        outstanding.remove(2);
+        assert_eq!((outstanding.first(), outstanding.len()), (Some(4), 2));
+        outstanding.remove(5);
+        outstanding.remove(4);
+        assert_eq!((outstanding.first(), outstanding.len()), (None, 0));
+        outstanding.push(6);
+        assert_eq!((outstanding.first(), outstanding.len()), (Some(6), 1));
     }
 
     #[test]
