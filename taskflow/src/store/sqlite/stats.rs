@@ -50,10 +50,21 @@ impl Contribution<'_> {
 /// of thousands of rows for a few names updates a few figures rows, not thousands.
 #[derive(Debug, Default)]
 pub(super) struct Delta {
-    /// Per name: the change of each status's figures.
-    counts: HashMap<String, Vec<(TaskStatus, Count)>>,
-    /// Per name: the change of each duration bucket.
-    buckets: HashMap<String, HashMap<i64, i64>>,
+    names: Vec<NameDelta>,
+    /// Where each name is in `names`.
+    index: HashMap<String, usize>,
+    /// The name changed last: rows of a batch mostly share it, so most changes skip the lookup.
+    last: usize,
+}
+
+/// The changes to one name's figures.
+#[derive(Debug)]
+struct NameDelta {
+    name: String,
+    /// The change of each status's figures.
+    statuses: Vec<(TaskStatus, Count)>,
+    /// The change of each duration bucket.
+    buckets: Vec<(i64, i64)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -67,37 +78,61 @@ impl Delta {
     /// Adds (`sign` = 1) or removes (`sign` = -1) a row's contribution.
     pub(super) fn apply(&mut self, row: Contribution<'_>, sign: i64) {
         let timed = row.timed();
-        // A name is allocated once per transaction, not once per row.
-        if !self.counts.contains_key(row.name) {
-            self.counts.insert(row.name.to_owned(), Vec::new());
-        }
-        let Some(statuses) = self.counts.get_mut(row.name) else {
-            return;
-        };
-        let index = match statuses.iter().position(|(s, _)| *s == row.status) {
-            Some(index) => index,
+        let name = self.name(row.name);
+        let at = match name.statuses.iter().position(|(s, _)| *s == row.status) {
+            Some(at) => at,
             None => {
-                statuses.push((row.status, Count::default()));
-                statuses.len() - 1
+                name.statuses.push((row.status, Count::default()));
+                name.statuses.len() - 1
             }
         };
-        let count = &mut statuses[index].1;
+        let count = &mut name.statuses[at].1;
         count.count += sign;
         count.duration_sum += timed.unwrap_or(0.0) * sign as f64;
         count.duration_count += i64::from(timed.is_some()) * sign;
         if let Some(duration) = timed {
-            if !self.buckets.contains_key(row.name) {
-                self.buckets.insert(row.name.to_owned(), HashMap::new());
-            }
-            if let Some(buckets) = self.buckets.get_mut(row.name) {
-                *buckets.entry(bucket(duration)).or_default() += sign;
+            let bucket = bucket(duration);
+            match name.buckets.iter_mut().find(|(b, _)| *b == bucket) {
+                Some((_, count)) => *count += sign,
+                None => name.buckets.push((bucket, sign)),
             }
         }
     }
 
+    /// The changes of `name`, made empty on first use (a name is allocated once per
+    /// transaction, not once per row).
+    fn name(&mut self, name: &str) -> &mut NameDelta {
+        if self
+            .names
+            .get(self.last)
+            .is_none_or(|last| last.name != name)
+        {
+            self.last = match self.index.get(name) {
+                Some(&at) => at,
+                None => {
+                    self.names.push(NameDelta {
+                        name: name.to_owned(),
+                        statuses: Vec::new(),
+                        buckets: Vec::new(),
+                    });
+                    self.index.insert(name.to_owned(), self.names.len() - 1);
+                    self.names.len() - 1
+                }
+            };
+        }
+        &mut self.names[self.last]
+    }
+
     /// Writes the accumulated changes and clears them.
     pub(super) fn write(&mut self, conn: &Connection) -> Result<(), StoreError> {
-        for (name, statuses) in self.counts.drain() {
+        self.index.clear();
+        self.last = 0;
+        for NameDelta {
+            name,
+            statuses,
+            buckets,
+        } in self.names.drain(..)
+        {
             for (status, count) in statuses {
                 if count.count == 0 && count.duration_count == 0 {
                     continue;
@@ -119,8 +154,6 @@ impl Delta {
                 })
                 .map_err(backend)?;
             }
-        }
-        for (name, buckets) in self.buckets.drain() {
             for (bucket, count) in buckets {
                 if count == 0 {
                     continue;
@@ -224,5 +257,54 @@ mod tests {
             );
         }
         assert_eq!(bucket(0.0), 0);
+    }
+
+    #[test]
+    fn changes_of_interleaved_names_add_up_across_transactions() {
+        let mut conn = Connection::open_in_memory().expect("opens");
+        super::super::schema::migrate(&mut conn, 0).expect("migrates");
+        let row = |name, status, duration| Contribution {
+            name,
+            status,
+            duration,
+        };
+        let mut delta = Delta::default();
+        delta.apply(row("a", TaskStatus::Pending, None), 1);
+        delta.apply(row("b", TaskStatus::Pending, None), 1);
+        delta.apply(row("a", TaskStatus::Pending, None), -1);
+        delta.apply(row("a", TaskStatus::Success, Some(0.5)), 1);
+        delta.apply(row("b", TaskStatus::Pending, None), 1);
+        delta.write(&conn).expect("written");
+        delta.apply(row("a", TaskStatus::Success, Some(0.25)), 1);
+        delta.write(&conn).expect("written");
+
+        let counts: Vec<(String, String, i64, f64, i64)> = conn
+            .prepare("SELECT name, status, count, duration_sum, duration_count FROM task_counts ORDER BY name, status")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                    .collect()
+            })
+            .expect("counts");
+        assert_eq!(
+            counts,
+            [
+                ("a".to_owned(), "success".to_owned(), 2, 0.75, 2),
+                ("b".to_owned(), "pending".to_owned(), 2, 0.0, 0),
+            ]
+        );
+        let buckets: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT name, bucket, count FROM task_durations ORDER BY bucket")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .expect("buckets");
+        assert_eq!(
+            buckets,
+            [
+                ("a".to_owned(), bucket(0.25), 1),
+                ("a".to_owned(), bucket(0.5), 1),
+            ]
+        );
     }
 }

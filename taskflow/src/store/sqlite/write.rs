@@ -2,11 +2,10 @@
 //! batched transactions (group commit). Each caller's reply is sent only after the transaction
 //! holding its operation committed.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{self, Checkpointer};
@@ -235,10 +234,12 @@ fn commit(
             backend(e)
         })?;
     let mut delta = stats::Delta::default();
+    let mut rows = Rows::new(&tx);
     let outcomes = ops
         .iter()
-        .map(|op| execute(&tx, &mut delta, known, op))
+        .map(|op| execute(&mut rows, &mut delta, known, op))
         .collect::<Result<Vec<_>, _>>()?;
+    drop(rows);
     delta.write(&tx)?;
     tx.commit().map_err(|e| {
         tracing::error!(target: "taskflow::store", error = %e, "write transaction failed to commit");
@@ -248,16 +249,17 @@ fn commit(
 }
 
 fn execute(
-    conn: &Connection,
+    writes: &mut Rows<'_>,
     delta: &mut stats::Delta,
     known: &mut Known,
     op: &Op,
 ) -> Result<Outcome, StoreError> {
+    let conn = writes.conn;
     Ok(match op {
-        Op::Insert { row, ttl, .. } => Outcome::Inserted(insert(conn, delta, known, row, *ttl)?),
+        Op::Insert { row, ttl, .. } => Outcome::Inserted(insert(writes, delta, known, row, *ttl)?),
         Op::Reserve { key, id, ttl, .. } => Outcome::Inserted(reserve(conn, key, *id, *ttl)?),
         Op::Save { rows, .. } => {
-            save(conn, delta, known, rows)?;
+            save(writes, delta, known, rows)?;
             Outcome::Unit
         }
         Op::Register { instance, .. } => {
@@ -375,47 +377,47 @@ fn reserve(
 }
 
 fn insert(
-    conn: &Connection,
+    writes: &mut Rows<'_>,
     delta: &mut stats::Delta,
     known: &mut Known,
     row: &Row,
     ttl: Option<Duration>,
 ) -> Result<Inserted, StoreError> {
     if let Some(key) = row.idempotency_key() {
-        if let Inserted::Duplicate(holder) = reserve(conn, key, row.id, ttl)? {
+        if let Inserted::Duplicate(holder) = reserve(writes.conn, key, row.id, ttl)? {
             return Ok(Inserted::Duplicate(holder));
         }
     }
     // A new run has a new id: a plain insert, without looking for an earlier row.
-    insert_row(conn, row)?;
+    writes.insert(row)?;
     delta.apply(row.contribution(), 1);
-    known.remember(conn.last_insert_rowid(), row);
+    known.remember(writes.conn.last_insert_rowid(), row);
     Ok(Inserted::New)
 }
 
 /// Writes a record's current state: an insert when it has no row yet, else an update of the
 /// columns a state change can touch (so the indexes on the others are left alone).
 fn upsert(
-    conn: &Connection,
+    writes: &mut Rows<'_>,
     delta: &mut stats::Delta,
     known: &mut Known,
     row: &Row,
 ) -> Result<(), StoreError> {
     let remembered = match known.forget(row.id) {
-        Some(hint) if update_row(conn, &hint, Some(hint.status), row)? => Some(hint),
+        Some(hint) if writes.update(&hint, Some(hint.status), row)? => Some(hint),
         _ => None,
     };
     let stored = match remembered {
         Some(stored) => stored,
-        None => match stats::current(conn, row.id)? {
+        None => match stats::current(writes.conn, row.id)? {
             Some(stored) => {
-                update_row(conn, &stored, None, row)?;
+                writes.update(&stored, None, row)?;
                 stored
             }
             None => {
-                insert_row(conn, row)?;
+                writes.insert(row)?;
                 delta.apply(row.contribution(), 1);
-                known.remember(conn.last_insert_rowid(), row);
+                known.remember(writes.conn.last_insert_rowid(), row);
                 return Ok(());
             }
         },
@@ -469,49 +471,82 @@ impl Known {
     }
 }
 
-fn insert_row(conn: &Connection, row: &Row) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO tasks (id, name, status, created_at, ended_at, duration, instance_id, idempotency_key, queue, persist, tags, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            row.id.to_bytes(),
-            row.name(),
-            row.status.as_str(),
-            row.created_at,
-            row.ended_at,
-            row.duration,
-            row.instance_id(),
-            row.idempotency_key(),
-            row.queue(),
-            row.persist,
-            row.tags(),
-            row.record(),
-        ])
-    })
-    .map_err(backend)?;
-    Ok(())
+/// The connection of one transaction, with the two statements written for every row prepared
+/// once for the transaction instead of looked up in the statement cache for each row (which
+/// hashes the whole SQL text every time).
+struct Rows<'c> {
+    conn: &'c Connection,
+    insert: Option<CachedStatement<'c>>,
+    update: Option<CachedStatement<'c>>,
 }
 
-/// Updates the row `stored` of `row`'s run, if its status is still `expected` (any, for `None`);
-/// `false` when no row matched. Name, queue, idempotency key and creation time are fixed for a
-/// run's life; the rest may move.
-fn update_row(
-    conn: &Connection,
-    stored: &stats::Stored,
-    expected: Option<Option<TaskStatus>>,
-    row: &Row,
-) -> Result<bool, StoreError> {
-    let expected = expected.map(|status| status.map_or("", TaskStatus::as_str));
-    let changed = conn
-        .prepare_cached(
+impl<'c> Rows<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            insert: None,
+            update: None,
+        }
+    }
+
+    /// Runs `sql` with `params` through the statement kept in `slot`, prepared on first use.
+    fn run(
+        conn: &'c Connection,
+        slot: &mut Option<CachedStatement<'c>>,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<usize, StoreError> {
+        let mut statement = match slot.take() {
+            Some(statement) => statement,
+            None => conn.prepare_cached(sql).map_err(backend)?,
+        };
+        let changed = statement.execute(params).map_err(backend);
+        *slot = Some(statement);
+        changed
+    }
+
+    /// Inserts a new run's row.
+    fn insert(&mut self, row: &Row) -> Result<(), StoreError> {
+        Self::run(
+            self.conn,
+            &mut self.insert,
+            "INSERT INTO tasks (id, name, status, created_at, ended_at, duration, instance_id, idempotency_key, queue, persist, tags, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                row.id.to_bytes(),
+                row.name(),
+                row.status.as_str(),
+                row.created_at,
+                row.ended_at,
+                row.duration,
+                row.instance_id(),
+                row.idempotency_key(),
+                row.queue(),
+                row.persist,
+                row.tags(),
+                row.record(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Updates the row `stored` of `row`'s run, if its status is still `expected` (any, for
+    /// `None`); `false` when no row matched. Name, queue, idempotency key and creation time are
+    /// fixed for a run's life; the rest may move.
+    fn update(
+        &mut self,
+        stored: &stats::Stored,
+        expected: Option<Option<TaskStatus>>,
+        row: &Row,
+    ) -> Result<bool, StoreError> {
+        let expected = expected.map(|status| status.map_or("", TaskStatus::as_str));
+        let changed = Self::run(
+            self.conn,
+            &mut self.update,
             "UPDATE tasks SET status = ?2, ended_at = ?3, duration = ?4, instance_id = ?5, persist = ?6,
                  tags = ?7, record = ?8
              WHERE seq = ?1 AND id = ?9 AND (?10 IS NULL OR status = ?10)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
+            params![
                 stored.seq,
                 row.status.as_str(),
                 row.ended_at,
@@ -522,20 +557,20 @@ fn update_row(
                 row.record(),
                 row.id.to_bytes(),
                 expected,
-            ])
-        })
-        .map_err(backend)?;
-    Ok(changed == 1)
+            ],
+        )?;
+        Ok(changed == 1)
+    }
 }
 
 fn save(
-    conn: &Connection,
+    writes: &mut Rows<'_>,
     delta: &mut stats::Delta,
     known: &mut Known,
     rows: &[Row],
 ) -> Result<(), StoreError> {
     // Only the last state of each record in this batch matters.
-    let mut last: HashMap<TaskId, usize> = HashMap::with_capacity(rows.len());
+    let mut last: IdMap<usize> = IdMap::with_capacity_and_hasher(rows.len(), Default::default());
     for (index, row) in rows.iter().enumerate() {
         last.insert(row.id, index);
     }
@@ -543,8 +578,8 @@ fn save(
         if last.get(&row.id) != Some(&index) {
             continue;
         }
-        upsert(conn, delta, known, row)?;
-        update_key(conn, row)?;
+        upsert(writes, delta, known, row)?;
+        update_key(writes.conn, row)?;
     }
     Ok(())
 }
