@@ -291,7 +291,7 @@ impl Inner {
     /// Waits until the `running` state of persisted task `id` is committed, so that after a
     /// crash the store never shows as pending a task that had started.
     async fn commit_running(&self, id: TaskId, seq: u64) {
-        if let Err(error) = self.flush_through(seq).await {
+        if let Err(error) = self.flush_record(seq).await {
             tracing::warn!(target: "taskflow::store", task_id = %id, %error, "could not record the start of a persisted task; running it anyway");
         }
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use super::unsaved::Unsaved;
 use super::{Factory, Inner, Live, State};
 use crate::error::Result;
 use crate::executor;
@@ -87,14 +88,21 @@ impl Inner {
     /// Writes every queued record to the store. On failure the records stay queued.
     pub(crate) async fn flush(&self) -> Result<()> {
         let queued = self.state.lock().unsaved.queued();
-        self.flush_through(queued).await
+        self.flush_until(|unsaved| unsaved.committed_through() >= queued)
+            .await
     }
 
-    /// Returns once the record queued as number `seq` (and every one before it) is committed.
-    /// Each caller writes whatever is queued when it comes (group commit: concurrent callers
-    /// share one write, and the store's writer batches concurrent writes into one transaction);
-    /// a caller whose records another caller is writing waits for that write's outcome.
-    pub(crate) async fn flush_through(&self, seq: u64) -> Result<()> {
+    /// Returns once the record queued as number `seq` is committed; older records of other
+    /// tasks may still be in flight.
+    pub(crate) async fn flush_record(&self, seq: u64) -> Result<()> {
+        self.flush_until(|unsaved| unsaved.is_committed(seq)).await
+    }
+
+    /// Returns once `written` holds of the unsaved records. Each caller writes whatever is queued
+    /// when it comes (group commit: concurrent callers share one write, and the store's writer
+    /// batches concurrent writes into one transaction); a caller whose records another caller is
+    /// writing waits for that write's outcome.
+    async fn flush_until(&self, written: impl Fn(&Unsaved) -> bool) -> Result<()> {
         let Some(store) = &self.store else {
             return Ok(());
         };
@@ -103,7 +111,7 @@ impl Inner {
             flushed.borrow_and_update();
             let batch = {
                 let mut state = self.state.lock();
-                if state.unsaved.committed_through() >= seq {
+                if written(&state.unsaved) {
                     return Ok(());
                 }
                 state.unsaved.take()

@@ -63,6 +63,13 @@ impl Outstanding {
         }
     }
 
+    /// Whether `seq` is outstanding.
+    fn contains(&self, seq: u64) -> bool {
+        seq.checked_sub(self.first)
+            .and_then(|at| self.flags.get(at as usize))
+            .is_some_and(|flag| *flag)
+    }
+
     /// The oldest outstanding number.
     fn first(&self) -> Option<u64> {
         (!self.flags.is_empty()).then_some(self.first)
@@ -114,6 +121,11 @@ impl Unsaved {
         self.outstanding
             .first()
             .map_or(self.queued, |first| first - 1)
+    }
+
+    /// Whether record number `seq` was queued and is committed.
+    pub(crate) fn is_committed(&self, seq: u64) -> bool {
+        seq <= self.queued && !self.outstanding.contains(seq)
     }
 
     /// Takes every queued record whose task has no write in flight.
@@ -208,6 +220,23 @@ mod tests {
         unsaved.committed(third);
         assert_eq!(unsaved.committed_through(), 3);
         assert_eq!(unsaved.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_record_is_committed_before_older_ones_in_flight() {
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let mut unsaved = Unsaved::default();
+        unsaved.push(record(a, TaskStatus::Pending));
+        let first = unsaved.take();
+        unsaved.push(record(b, TaskStatus::Running));
+        let second = unsaved.take();
+        unsaved.committed(second);
+        assert!(unsaved.is_committed(2));
+        assert!(!unsaved.is_committed(1), "still in flight");
+        assert!(!unsaved.is_committed(3), "never queued");
+        assert_eq!(unsaved.committed_through(), 0);
+        unsaved.committed(first);
+        assert!(unsaved.is_committed(1));
     }
 
     #[test]
