@@ -26,7 +26,9 @@ pub(crate) struct Unsaved {
 }
 
 /// Numbers handed out in increasing order and removed in about that order: a window from the
-/// oldest one not removed, with a flag per number, so that each step is O(1) amortized.
+/// oldest one not removed, with a flag per number, so that each step is O(1) amortized. The
+/// window spans every number since the oldest outstanding one (a byte each): a record whose
+/// write keeps failing holds it open while later ones are committed.
 #[derive(Debug, Default)]
 struct Outstanding {
     /// Whether number `first + i` is still outstanding; the front is always `true`.
@@ -50,7 +52,8 @@ impl Outstanding {
     fn remove(&mut self, seq: u64) {
         let Some(flag) = seq
             .checked_sub(self.first)
-            .and_then(|at| self.flags.get_mut(at as usize))
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| self.flags.get_mut(at))
             .filter(|flag| **flag)
         else {
             return;
@@ -66,7 +69,8 @@ impl Outstanding {
     /// Whether `seq` is outstanding.
     fn contains(&self, seq: u64) -> bool {
         seq.checked_sub(self.first)
-            .and_then(|at| self.flags.get(at as usize))
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| self.flags.get(at))
             .is_some_and(|flag| *flag)
     }
 

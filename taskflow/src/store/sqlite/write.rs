@@ -234,12 +234,12 @@ fn commit(
             backend(e)
         })?;
     let mut delta = stats::Delta::default();
-    let mut rows = Rows::new(&tx);
+    let mut statements = Statements::new(&tx);
     let outcomes = ops
         .iter()
-        .map(|op| execute(&mut rows, &mut delta, known, op))
+        .map(|op| execute(&mut statements, &mut delta, known, op))
         .collect::<Result<Vec<_>, _>>()?;
-    drop(rows);
+    drop(statements);
     delta.write(&tx)?;
     tx.commit().map_err(|e| {
         tracing::error!(target: "taskflow::store", error = %e, "write transaction failed to commit");
@@ -249,17 +249,19 @@ fn commit(
 }
 
 fn execute(
-    writes: &mut Rows<'_>,
+    statements: &mut Statements<'_>,
     delta: &mut stats::Delta,
     known: &mut Known,
     op: &Op,
 ) -> Result<Outcome, StoreError> {
-    let conn = writes.conn;
+    let conn = statements.conn;
     Ok(match op {
-        Op::Insert { row, ttl, .. } => Outcome::Inserted(insert(writes, delta, known, row, *ttl)?),
+        Op::Insert { row, ttl, .. } => {
+            Outcome::Inserted(insert(statements, delta, known, row, *ttl)?)
+        }
         Op::Reserve { key, id, ttl, .. } => Outcome::Inserted(reserve(conn, key, *id, *ttl)?),
         Op::Save { rows, .. } => {
-            save(writes, delta, known, rows)?;
+            save(statements, delta, known, rows)?;
             Outcome::Unit
         }
         Op::Register { instance, .. } => {
@@ -377,47 +379,47 @@ fn reserve(
 }
 
 fn insert(
-    writes: &mut Rows<'_>,
+    statements: &mut Statements<'_>,
     delta: &mut stats::Delta,
     known: &mut Known,
     row: &Row,
     ttl: Option<Duration>,
 ) -> Result<Inserted, StoreError> {
     if let Some(key) = row.idempotency_key() {
-        if let Inserted::Duplicate(holder) = reserve(writes.conn, key, row.id, ttl)? {
+        if let Inserted::Duplicate(holder) = reserve(statements.conn, key, row.id, ttl)? {
             return Ok(Inserted::Duplicate(holder));
         }
     }
     // A new run has a new id: a plain insert, without looking for an earlier row.
-    writes.insert(row)?;
+    statements.insert(row)?;
     delta.apply(row.contribution(), 1);
-    known.remember(writes.conn.last_insert_rowid(), row);
+    known.remember(statements.conn.last_insert_rowid(), row);
     Ok(Inserted::New)
 }
 
 /// Writes a record's current state: an insert when it has no row yet, else an update of the
 /// columns a state change can touch (so the indexes on the others are left alone).
 fn upsert(
-    writes: &mut Rows<'_>,
+    statements: &mut Statements<'_>,
     delta: &mut stats::Delta,
     known: &mut Known,
     row: &Row,
 ) -> Result<(), StoreError> {
     let remembered = match known.forget(row.id) {
-        Some(hint) if writes.update(&hint, Some(hint.status), row)? => Some(hint),
+        Some(hint) if statements.update(&hint, Some(hint.status), row)? => Some(hint),
         _ => None,
     };
     let stored = match remembered {
         Some(stored) => stored,
-        None => match stats::current(writes.conn, row.id)? {
+        None => match stats::current(statements.conn, row.id)? {
             Some(stored) => {
-                writes.update(&stored, None, row)?;
+                statements.update(&stored, None, row)?;
                 stored
             }
             None => {
-                writes.insert(row)?;
+                statements.insert(row)?;
                 delta.apply(row.contribution(), 1);
-                known.remember(writes.conn.last_insert_rowid(), row);
+                known.remember(statements.conn.last_insert_rowid(), row);
                 return Ok(());
             }
         },
@@ -474,13 +476,13 @@ impl Known {
 /// The connection of one transaction, with the two statements written for every row prepared
 /// once for the transaction instead of looked up in the statement cache for each row (which
 /// hashes the whole SQL text every time).
-struct Rows<'c> {
+struct Statements<'c> {
     conn: &'c Connection,
     insert: Option<CachedStatement<'c>>,
     update: Option<CachedStatement<'c>>,
 }
 
-impl<'c> Rows<'c> {
+impl<'c> Statements<'c> {
     fn new(conn: &'c Connection) -> Self {
         Self {
             conn,
@@ -564,7 +566,7 @@ impl<'c> Rows<'c> {
 }
 
 fn save(
-    writes: &mut Rows<'_>,
+    statements: &mut Statements<'_>,
     delta: &mut stats::Delta,
     known: &mut Known,
     rows: &[Row],
@@ -578,8 +580,8 @@ fn save(
         if last.get(&row.id) != Some(&index) {
             continue;
         }
-        upsert(writes, delta, known, row)?;
-        update_key(writes.conn, row)?;
+        upsert(statements, delta, known, row)?;
+        update_key(statements.conn, row)?;
     }
     Ok(())
 }
