@@ -39,14 +39,17 @@ fn main() {
     let rt = taskflow_benches::runtime();
     let mut took: Vec<Duration> = rt.block_on(async {
         let manager = manager().await;
-        let ledger = Ledger::new(&manager, max_history(), shards).await;
+        let ledger = match shards {
+            0 => None,
+            shards => Some(Ledger::new(&manager, max_history(), shards).await),
+        };
         let mut took = Vec::with_capacity(rounds);
         for _ in 0..rounds {
-            took.push(match system.as_str() {
-                "floor" => floor_noop(n, producers).await,
-                _ if shards > 0 => ledger_noop(&ledger, n, producers).await,
-                "retry" => taskflow_run(&manager, n, producers, || FailOnce {}).await,
-                _ => taskflow_noop(&manager, n, producers).await,
+            took.push(match (&ledger, system.as_str()) {
+                (Some(ledger), _) => ledger_noop(ledger, n, producers).await,
+                (None, "floor") => floor_noop(n, producers).await,
+                (None, "retry") => taskflow_run(&manager, n, producers, || FailOnce {}).await,
+                (None, _) => taskflow_noop(&manager, n, producers).await,
             });
         }
         manager.shutdown().await.expect("shuts down");
