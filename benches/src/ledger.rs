@@ -152,6 +152,10 @@ impl Ledger {
 /// concurrent producers, each producer joining its own tasks and then reading each final record;
 /// returns the time from the first spawn to the last record read.
 ///
+/// # Examples
+///
+/// See [`Ledger`].
+///
 /// # Panics
 ///
 /// When a spawned task panics (it cannot: it is empty).

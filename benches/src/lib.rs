@@ -159,6 +159,12 @@ pub async fn manager() -> TaskManager {
 /// The history bound of the benchmarks: the manager's default, 10,000, unless
 /// `TASKFLOW_BENCH_HISTORY` sets another.
 ///
+/// # Examples
+///
+/// ```
+/// assert!(taskflow_benches::max_history() > 0);
+/// ```
+///
 /// # Panics
 ///
 /// When `TASKFLOW_BENCH_HISTORY` is not a positive number.
@@ -272,6 +278,16 @@ where
 
 /// Runs `producers` concurrent producers (tokio tasks), producer `p` made by `work` with its
 /// [`share`] of `n`; returns their outputs once every one has finished.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let counts = taskflow_benches::fan_out(10, 3, |count| async move { count }).await;
+/// assert_eq!(counts, [4, 3, 3]);
+/// # }
+/// ```
 ///
 /// # Panics
 ///
