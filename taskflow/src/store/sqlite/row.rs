@@ -114,75 +114,64 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
 /// keys need no escaping and timestamps are written in one pass ([`rfc3339`]); the text is the
 /// one the derive would write (tested).
 fn write_body(out: &mut Vec<u8>, record: &TaskRecord) -> serde_json::Result<()> {
+    /// Appends `,"name":` and `value` as serde writes it, unless `value` is absent.
+    fn json<T: Serialize + ?Sized>(
+        out: &mut Vec<u8>,
+        name: &str,
+        value: Option<&T>,
+    ) -> serde_json::Result<()> {
+        let Some(value) = value else {
+            return Ok(());
+        };
+        key(out, name);
+        serde_json::to_writer(&mut *out, value)
+    }
+    /// Appends `,"name":` and `time`, unless it is absent.
+    fn time(out: &mut Vec<u8>, name: &str, time: Option<&DateTime<Utc>>) -> serde_json::Result<()> {
+        let Some(time) = time else {
+            return Ok(());
+        };
+        key(out, name);
+        rfc3339::write(out, time)
+    }
     /// Appends `,"name":` (the first key is written with the brace).
     fn key(out: &mut Vec<u8>, name: &str) {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":");
     }
-    /// Appends `,"name":` and `value` as serde writes it.
-    fn json<T: Serialize + ?Sized>(
-        out: &mut Vec<u8>,
-        name: &str,
-        value: &T,
-    ) -> serde_json::Result<()> {
-        key(out, name);
-        serde_json::to_writer(&mut *out, value)
+    fn number(n: &u32) -> Option<&u32> {
+        (*n != 0).then_some(n)
+    }
+    fn text(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
     }
     out.extend_from_slice(b"{\"created_at\":");
     rfc3339::write(out, &record.created_at)?;
-    for (name, time) in [
-        ("start_time", &record.start_time),
-        ("end_time", &record.end_time),
-    ] {
-        if let Some(time) = time {
-            key(out, name);
-            rfc3339::write(out, time)?;
-        }
-    }
-    if let Some(duration) = &record.duration {
-        json(out, "duration", duration)?;
-    }
-    if record.retries_used != 0 {
-        json(out, "retries_used", &record.retries_used)?;
-    }
-    if let Some(error) = &record.error {
-        json(out, "error", error)?;
-    }
-    if let Some(stacktrace) = &record.stacktrace {
-        json(out, "stacktrace", stacktrace)?;
-    }
-    if !record.logs.is_empty() {
-        json(out, "logs", &record.logs)?;
-    }
-    if !record.source.is_empty() {
-        json(out, "source", &record.source.as_str())?;
-    }
-    if record.priority != 0 {
-        json(out, "priority", &record.priority)?;
-    }
-    if !record.executor.is_empty() {
-        json(out, "executor", &record.executor.as_str())?;
-    }
-    if record.attempt != 0 {
-        json(out, "attempt", &record.attempt)?;
-    }
-    if let Some(result) = &record.result {
-        json(out, "result", result)?;
-    }
-    if let Some(args) = &record.args {
-        json(out, "args", args)?;
-    }
-    if let Some(retry_of) = &record.retry_of {
-        json(out, "retry_of", retry_of)?;
-    }
-    if let Some(run_at) = &record.run_at {
-        key(out, "run_at");
-        rfc3339::write(out, run_at)?;
-    }
-    if let Some(trace_parent) = &record.trace_parent {
-        json(out, "trace_parent", trace_parent)?;
-    }
+    time(out, "start_time", record.start_time.as_ref())?;
+    time(out, "end_time", record.end_time.as_ref())?;
+    json(out, "duration", record.duration.as_ref())?;
+    json(out, "retries_used", number(&record.retries_used))?;
+    json(out, "error", record.error.as_ref())?;
+    json(out, "stacktrace", record.stacktrace.as_ref())?;
+    json(
+        out,
+        "logs",
+        (!record.logs.is_empty()).then_some(&record.logs),
+    )?;
+    json(out, "source", text(&record.source))?;
+    json(
+        out,
+        "priority",
+        (record.priority != 0).then_some(&record.priority),
+    )?;
+    json(out, "executor", text(&record.executor))?;
+    json(out, "attempt", number(&record.attempt))?;
+    json(out, "result", record.result.as_ref())?;
+    json(out, "args", record.args.as_ref())?;
+    json(out, "retry_of", record.retry_of.as_ref())?;
+    time(out, "run_at", record.run_at.as_ref())?;
+    json(out, "trace_parent", record.trace_parent.as_ref())?;
     out.push(b'}');
     Ok(())
 }
