@@ -321,29 +321,7 @@ impl Dispatch {
     /// Takes the next task to start, if any queue has one and there is room for it, and counts
     /// it as running.
     pub(crate) fn next(&mut self) -> Option<(QueueIndex, Waiting)> {
-        let async_room = self.running_async < self.max_async;
-        let blocking_room = self.running_blocking < self.max_blocking;
-        if !async_room && !blocking_room {
-            return None;
-        }
-        let mut best: Option<(usize, Waiting)> = None;
-        for (index, queue) in self.queues.iter().enumerate() {
-            if !queue.has_room_to_run() {
-                continue;
-            }
-            let Some(&head) = queue.waiting.peek() else {
-                continue;
-            };
-            let room = if head.blocking {
-                blocking_room
-            } else {
-                async_room
-            };
-            if room && best.is_none_or(|(_, b)| head > b) {
-                best = Some((index, head));
-            }
-        }
-        let (index, waiting) = best?;
+        let (index, waiting) = self.best()?;
         let queue = &mut self.queues[index];
         queue.waiting.pop();
         queue.running += 1;
@@ -354,6 +332,45 @@ impl Dispatch {
             self.running_async += 1;
         }
         Some((QueueIndex(index), waiting))
+    }
+
+    /// Whether a new task of `queue` would start as soon as it is queued: there is room for it
+    /// and no waiting task, in any queue, that could take the room first.
+    pub(crate) fn starts_at_once(&self, queue: QueueIndex, blocking: bool) -> bool {
+        let q = &self.queues[queue.0];
+        self.has_room(blocking)
+            && q.has_room_to_run()
+            && q.waiting.len() == 0
+            && self.best().is_none()
+    }
+
+    fn has_room(&self, blocking: bool) -> bool {
+        if blocking {
+            self.running_blocking < self.max_blocking
+        } else {
+            self.running_async < self.max_async
+        }
+    }
+
+    /// The queue and head of the task to start next: the first in [`Waiting`]'s order among the
+    /// heads that have room to run.
+    fn best(&self) -> Option<(usize, Waiting)> {
+        if !self.has_room(false) && !self.has_room(true) {
+            return None;
+        }
+        let mut best: Option<(usize, Waiting)> = None;
+        for (index, queue) in self.queues.iter().enumerate() {
+            if !queue.has_room_to_run() {
+                continue;
+            }
+            let Some(&head) = queue.waiting.peek() else {
+                continue;
+            };
+            if self.has_room(head.blocking) && best.is_none_or(|(_, b)| head > b) {
+                best = Some((index, head));
+            }
+        }
+        best
     }
 
     /// Frees the slot of a finished attempt.
@@ -439,6 +456,36 @@ mod tests {
         assert!(d.next().is_none(), "queue q allows one, async allows one");
         d.release(q, true);
         assert!(d.next().is_some_and(|(i, w)| i == q && w.blocking));
+    }
+
+    #[test]
+    fn a_new_task_starts_at_once_only_when_nothing_waiting_could_take_its_room() {
+        let mut d = Dispatch::new(2, 1, &[("q".to_owned(), QueueConfig::new().concurrency(1))]);
+        let q = d.index_of("q");
+        let other = d.index_of("other");
+        assert!(d.starts_at_once(q, false));
+        assert!(d.starts_at_once(q, true));
+
+        // A task waiting in the same queue goes first.
+        d.push(q, waiting(0, 1, false)).unwrap();
+        assert!(!d.starts_at_once(q, false));
+        // A startable task waiting in another queue goes first too.
+        assert!(!d.starts_at_once(other, false));
+
+        // Once it runs, its queue is at its limit; the other queue still has room.
+        assert!(d.next().is_some());
+        assert!(!d.starts_at_once(q, false), "queue q runs one at a time");
+        assert!(d.starts_at_once(other, false));
+
+        // A waiting task that cannot run (its queue is full) does not hold others back.
+        d.push(q, waiting(0, 2, false)).unwrap();
+        assert!(d.starts_at_once(other, false));
+
+        // The manager-wide limit of async attempts is reached; blocking ones still have room.
+        d.push(other, waiting(0, 3, false)).unwrap();
+        assert!(d.next().is_some_and(|(i, _)| i == other));
+        assert!(!d.starts_at_once(other, false));
+        assert!(d.starts_at_once(other, true));
     }
 
     #[test]

@@ -36,7 +36,7 @@ struct Attempt {
     queue: QueueIndex,
     blocking: bool,
     /// For a persisted task, the store number of its `running` record, committed before the
-    /// attempt's body starts.
+    /// attempt's body starts; `None` when its insert already wrote it as `running`.
     running_seq: Option<u64>,
 }
 
@@ -159,7 +159,11 @@ impl Inner {
             );
             live.attempt = Some(context.clone());
             let persist = record.persist;
-            let running_seq = self.queue_save(state, id).filter(|_| persist);
+            let running_seq = if std::mem::take(&mut live.written_running) {
+                None
+            } else {
+                self.queue_save(state, id).filter(|_| persist)
+            };
             let attempt = Attempt {
                 context,
                 queue,

@@ -27,6 +27,9 @@ pub(crate) struct NewTask {
     pub(crate) entry: Box<Entry<Live>>,
     /// How long to wait before its first attempt (`delay` or `run_at`).
     wait: Option<Duration>,
+    /// When its row was inserted as `running` (see [`Inner::write_ahead_row`]): the start the row
+    /// holds.
+    written_start: Option<DateTime<Utc>>,
 }
 
 impl Inner {
@@ -66,10 +69,12 @@ impl Inner {
             attempt: None,
             parent_span: tracing::Span::current(),
             waiters: Few::new(),
+            written_running: false,
         };
         NewTask {
             entry: Entry::new(record, Some(live)),
             wait: None,
+            written_start: None,
         }
     }
 
@@ -84,20 +89,25 @@ impl Inner {
 
     /// Accepts a task: stored first when it is `persist` (or its key reserved when it has one),
     /// then queued. `Ok` for a `persist` task means committed.
-    async fn accept(self: Arc<Self>, task: NewTask) -> Result<TaskId> {
+    async fn accept(self: Arc<Self>, mut task: NewTask) -> Result<TaskId> {
         if !self.state.lock().accepting {
             return Err(Error::ShuttingDown);
         }
-        let record = &task.entry.record;
         let mut stored = false;
         if let Some(store) = &self.store {
             if self.unsaved_len() > MAX_UNSAVED {
                 self.flush().await?;
             }
-            let inserted = if record.persist {
+            let row = task
+                .entry
+                .record
+                .persist
+                .then(|| self.write_ahead_row(&mut task));
+            let record = &task.entry.record;
+            let inserted = if let Some(row) = row {
                 stored = true;
                 store
-                    .insert(record.clone(), self.storage.key_ttl)
+                    .insert(row, self.storage.key_ttl)
                     .await
                     .inspect_err(|_| self.observers.store_error())?
             } else if let Some(key) = &record.idempotency_key {
@@ -113,27 +123,84 @@ impl Inner {
                 return Ok(holder);
             }
         }
-        self.enqueue(task, stored)
+        let (accepted, written_back) = self.enqueue(task, stored);
+        if let Some(seq) = written_back
+            && let Err(error) = self.flush_record(seq).await
+        {
+            tracing::warn!(target: "taskflow::store", %error, "could not write back as pending a persisted task that did not start at once; it stays queued");
+        }
+        accepted
+    }
+
+    /// The row a `persist` task is inserted with. A task that will start as soon as it is queued
+    /// (a slot is free and nothing waits for one) is written as `running`, in its first attempt,
+    /// started now, so that its attempt starts without a second write; [`Self::enqueue`] writes
+    /// it back as `pending` if another task took the slot first. Any other task is written as
+    /// `pending`.
+    fn write_ahead_row(&self, task: &mut NewTask) -> TaskRecord {
+        let mut row = task.entry.record.clone();
+        if task.wait.is_some() {
+            return row;
+        }
+        let blocking = task.entry.live.as_ref().is_some_and(|live| live.blocking);
+        let mut state = self.state.lock();
+        let queue = state.dispatch.index_of(&row.queue);
+        if state.accepting && state.dispatch.starts_at_once(queue, blocking) {
+            let now = crate::clock::now();
+            row.status = TaskStatus::Running;
+            row.attempt = 1;
+            row.start_time = Some(now);
+            task.written_start = Some(now);
+        }
+        row
     }
 
     /// Queues a new task and starts what can start. `stored`: its row or key is already in the
-    /// store.
-    fn enqueue(self: &Arc<Self>, task: NewTask, stored: bool) -> Result<TaskId> {
+    /// store. Returns its id and, for a task inserted as `running` that did not start (another
+    /// task took the slot first), the store number of the write that sets it back to `pending`.
+    fn enqueue(self: &Arc<Self>, task: NewTask, stored: bool) -> (Result<TaskId>, Option<u64>) {
         // Read before locking, and not taken from the record: a builder may be awaited long
         // after `add` made it, and the store may have taken a while to accept the task.
         let now = crate::clock::now();
-        let (accepted, starts) = {
+        let written_running = task.written_start.is_some();
+        let (accepted, starts, written_back) = {
             let mut state = self.state.lock();
             let accepted = self.commit(&mut state, task, stored);
-            (accepted, self.pump(&mut state, now))
+            let starts = self.pump(&mut state, now);
+            let written_back = match &accepted {
+                Ok(id) if written_running => self.write_back_pending(&mut state, *id),
+                _ => None,
+            };
+            (accepted, starts, written_back)
         };
         executor::launch(self, starts);
-        accepted
+        (accepted, written_back)
+    }
+
+    /// Queues the write that sets task `id` back to `pending` when its row says `running` but it
+    /// is still waiting for a slot; returns the write's store number.
+    fn write_back_pending(&self, state: &mut State, id: TaskId) -> Option<u64> {
+        let Entry {
+            record,
+            live: Some(live),
+        } = state.history.entry_mut(id)?
+        else {
+            return None;
+        };
+        if !std::mem::take(&mut live.written_running) {
+            return None;
+        }
+        record.start_time = None;
+        self.queue_save(state, id)
     }
 
     /// Queues a new task under the lock. `stored`: its row or key is already in the store.
     fn commit(self: &Arc<Self>, state: &mut State, task: NewTask, stored: bool) -> Result<TaskId> {
-        let NewTask { mut entry, wait } = task;
+        let NewTask {
+            mut entry,
+            wait,
+            written_start,
+        } = task;
         let Entry { record, live } = &mut *entry;
         let id = record.task_id;
         if !state.accepting {
@@ -185,6 +252,11 @@ impl Inner {
             state.keys.insert(key.clone(), id);
         }
         self.publish_state(record);
+        // Its row says `running` since `written_start`: the start its first attempt records.
+        if let (Some(start), Some(live)) = (written_start, live) {
+            record.start_time = Some(start);
+            live.written_running = true;
+        }
         state.history.insert(entry);
         if let Some(wait) = wait {
             executor::schedule(self, id, waiting, wait);
@@ -395,7 +467,7 @@ impl Future for AddFuture {
                     };
                     let inner = manager.inner;
                     if !inner.accept_waits(&task.entry.record) {
-                        return Poll::Ready(inner.enqueue(task, false));
+                        return Poll::Ready(inner.enqueue(task, false).0);
                     }
                     self.0 = AddState::Storing(Box::pin(inner.accept(task)));
                 }

@@ -136,6 +136,9 @@ pub(crate) struct Live {
     pub(crate) parent_span: tracing::Span,
     /// Callers of [`TaskManager::wait`], sent the final record when the task concludes.
     pub(crate) waiters: Few<tokio::sync::oneshot::Sender<TaskRecord>>,
+    /// Its row was inserted as `running` (see `enqueue`): its first attempt starts without
+    /// another write.
+    pub(crate) written_running: bool,
 }
 
 /// How to make the next attempt of a task.

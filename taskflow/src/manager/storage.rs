@@ -2,8 +2,8 @@
 //! queries, the hand-off of unfinished work at shutdown, recovery of orphaned work, and the
 //! background loops (flusher, heartbeat and recovery, retention).
 //!
-//! Writes: a `persist` task is inserted before `add` returns (see `enqueue`), and each of its state
-//! changes is queued and flushed at once; any other task is written once, when it finishes,
+//! Writes: a `persist` task is inserted before `add` returns (see `enqueue`; as `running` when it
+//! starts at once), and each of its state changes is queued and flushed at once; any other task is written once, when it finishes,
 //! in batches every `snapshot_interval`. Reads go to memory for live and recent tasks and to the
 //! store for the rest, after a flush, so a query never misses a finished task.
 
@@ -346,6 +346,7 @@ impl Inner {
             attempt: None,
             parent_span: tracing::Span::none(),
             waiters: Few::new(),
+            written_running: false,
         });
         // A claimed pending row already says all this (the claim moved its owner); only a
         // requeued running one has news (its log line) to write.

@@ -1,8 +1,8 @@
 //! A task record as a row of the tasks table, both ways. The columns hold what queries filter on
 //! (name, status, owner, key, queue, tags); the `record` column holds the rest as a JSON object
-//! without null or empty values, so that each of the three writes of a persisted task copies as
-//! few bytes as it can. Encoding happens off the writer thread, into one buffer: one allocation
-//! to make on the caller's thread and one to free on the writer's.
+//! without null or empty values, so that each write of a persisted task copies as few bytes as it
+//! can. Encoding happens off the writer thread, into one buffer: one allocation to make on the
+//! caller's thread and one to free on the writer's.
 
 use std::ops::Range;
 
@@ -109,8 +109,8 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
 }
 
 /// Appends the part of `record` the `record` column holds: a JSON object of what no column
-/// holds, without null or empty values, so that each of the three writes of a persisted task
-/// copies as few bytes as it can. Written field by field rather than through serde's derive:
+/// holds, without null or empty values, so that each write of a persisted task copies as few
+/// bytes as it can. Written field by field rather than through serde's derive:
 /// keys need no escaping and timestamps are written in one pass ([`rfc3339`]); the text is the
 /// one the derive would write (tested).
 fn write_body(out: &mut Vec<u8>, record: &TaskRecord) -> serde_json::Result<()> {
