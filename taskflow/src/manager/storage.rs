@@ -3,9 +3,10 @@
 //! background loops (flusher, heartbeat and recovery, retention).
 //!
 //! Writes: a `persist` task is inserted before `add` returns (see `enqueue`; as `running` when it
-//! starts at once), and each of its state changes is queued and flushed at once; any other task is written once, when it finishes,
-//! in batches every `snapshot_interval`. Reads go to memory for live and recent tasks and to the
-//! store for the rest, after a flush, so a query never misses a finished task.
+//! starts at once), and each of its state changes is queued and flushed at once; any other task
+//! is written once, when it finishes, in batches every `snapshot_interval`. Reads go to memory
+//! for live and recent tasks and to the store for the rest, after a flush, so a query never
+//! misses a finished task.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

@@ -206,8 +206,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new run before it starts (write-ahead) and, when it has an idempotency key,
     /// reserves the key for it in the same atomic step. The run is `pending`, or `running` in its
-    /// first attempt when it holds a slot and starts as soon as the insert returns. `key_ttl` is how long the key stays
-    /// held after the run succeeds (`None`: until the record is deleted).
+    /// first attempt when it holds a slot and starts as soon as the insert returns. `key_ttl` is
+    /// how long the key stays held after the run succeeds (`None`: until the record is deleted).
     fn insert(&self, record: TaskRecord, key_ttl: Option<Duration>) -> StoreFuture<'_, Inserted>;
 
     /// Reserves idempotency key `key` for run `id`, which is not itself stored yet.
