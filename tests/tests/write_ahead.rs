@@ -1,7 +1,7 @@
-//! What a manager writes for a persisted task, and when: a task that starts at once is inserted
-//! as `running` and written once more when it ends; one that waits for a slot is inserted as
-//! `pending`; one inserted as `running` that loses its slot is written back as `pending` before
-//! `add` returns.
+//! What a manager writes for a persisted task, and when: a task that starts at once (async or
+//! sync) is inserted as `running` and written once more when it ends; a delayed one, or one that
+//! waits for a slot, is inserted as `pending`; one inserted as `running` that loses its slot is
+//! written back as `pending` before `add` returns.
 
 mod support;
 
@@ -19,6 +19,12 @@ use tokio::sync::Semaphore;
 /// A persisted no-op.
 #[taskflow::task(name = "wa.durable", persist)]
 async fn durable(n: u64) -> Result<u64, String> {
+    Ok(n)
+}
+
+/// A persisted task that runs on the blocking pool.
+#[taskflow::task(name = "wa.sync_durable", persist)]
+fn sync_durable(n: u64) -> Result<u64, String> {
     Ok(n)
 }
 
@@ -183,6 +189,47 @@ async fn a_task_that_starts_at_once_is_inserted_running_and_written_once_more_wh
             (false, TaskStatus::Success, 1, start)
         ],
         "the insert holds the start the record keeps"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_task_that_starts_at_once_is_inserted_running_too() {
+    let store = Recording::new();
+    let manager = manager(&store, 4).await;
+    let id = manager.add(SyncDurable { n: 3 }).await.expect("accepted");
+    let done = manager.wait(id).await.expect("finishes");
+    assert_eq!(
+        (done.status, done.result),
+        (TaskStatus::Success, Some(serde_json::json!(3)))
+    );
+    manager.shutdown().await.expect("shuts down");
+    assert_eq!(
+        store.of(id),
+        [
+            (true, TaskStatus::Running, 1, done.start_time),
+            (false, TaskStatus::Success, 1, done.start_time)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_task_is_inserted_pending() {
+    let store = Recording::new();
+    let manager = manager(&store, 4).await;
+    let id = manager
+        .add(Durable { n: 5 })
+        .delay(Duration::from_millis(20))
+        .await
+        .expect("accepted");
+    assert_eq!(store.of(id)[0], (true, TaskStatus::Pending, 0, None));
+    let done = manager.wait(id).await.expect("finishes");
+    manager.shutdown().await.expect("shuts down");
+    assert_eq!(
+        store.of(id)[1..],
+        [
+            (false, TaskStatus::Running, 1, done.start_time),
+            (false, TaskStatus::Success, 1, done.start_time)
+        ]
     );
 }
 
