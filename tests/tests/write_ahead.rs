@@ -285,10 +285,13 @@ async fn a_task_inserted_running_that_loses_its_slot_is_written_back_pending_bef
         .await
         .expect("the producer finished")
         .expect("accepted");
+    let written = store.of(id);
+    let inserted_start = written[0].3;
+    assert!(inserted_start.is_some(), "inserted with its start");
     assert_eq!(
-        store.of(id),
+        written,
         [
-            (true, TaskStatus::Running, 1, store.of(id)[0].3),
+            (true, TaskStatus::Running, 1, inserted_start),
             (false, TaskStatus::Pending, 0, None)
         ],
         "written back as waiting before `add` returned"
@@ -313,7 +316,7 @@ async fn a_task_inserted_running_that_loses_its_slot_is_written_back_pending_bef
         ]
     );
     assert!(
-        done.start_time > writes[0].3,
+        done.start_time > inserted_start,
         "it started when it got the slot"
     );
 }
