@@ -50,9 +50,8 @@ impl Outstanding {
 
     /// Removes `seq`, if outstanding.
     fn remove(&mut self, seq: u64) {
-        let Some(flag) = seq
-            .checked_sub(self.first)
-            .and_then(|at| usize::try_from(at).ok())
+        let Some(flag) = self
+            .index(seq)
             .and_then(|at| self.flags.get_mut(at))
             .filter(|flag| **flag)
         else {
@@ -68,10 +67,15 @@ impl Outstanding {
 
     /// Whether `seq` is outstanding.
     fn contains(&self, seq: u64) -> bool {
-        seq.checked_sub(self.first)
-            .and_then(|at| usize::try_from(at).ok())
+        self.index(seq)
             .and_then(|at| self.flags.get(at))
             .is_some_and(|flag| *flag)
+    }
+
+    /// Where `seq`'s flag would be in `flags`, if not before the window.
+    fn index(&self, seq: u64) -> Option<usize> {
+        seq.checked_sub(self.first)
+            .and_then(|at| usize::try_from(at).ok())
     }
 
     /// The oldest outstanding number.
