@@ -1,6 +1,6 @@
 //! In-memory criterion benches: enqueue → success through the manager beside the floor (bare
-//! `tokio::spawn` + join) and the least bookkeeping of tracked tasks (`ledger`) with 1, 8 and 64
-//! producers; decode-and-run from a stored JSON payload; the retry path. Run with
+//! `tokio::spawn` + join) and the least bookkeeping of tracked tasks (`ledger`, and
+//! `ledger_compact` with compact records) with 1, 8 and 64 producers; decode-and-run from a stored JSON payload; the retry path. Run with
 //! `cargo bench -p taskflow-benches --bench inmemory`.
 
 use std::future::Future;
@@ -35,6 +35,7 @@ fn enqueue_to_success(c: &mut Criterion) {
     let rt = runtime();
     let manager = rt.block_on(manager());
     let ledger = rt.block_on(Ledger::new(&manager, max_history(), 1));
+    let compact = rt.block_on(Ledger::compact(&manager, max_history()));
     for producers in [1, 8, 64] {
         let mut group = c.benchmark_group(format!("enqueue_to_success/producers_{producers}"));
         group.throughput(Throughput::Elements(BATCH as u64));
@@ -43,6 +44,9 @@ fn enqueue_to_success(c: &mut Criterion) {
         });
         group.bench_function("ledger", |b| {
             b.iter_custom(|iters| batches(&rt, iters, || ledger_noop(&ledger, BATCH, producers)));
+        });
+        group.bench_function("ledger_compact", |b| {
+            b.iter_custom(|iters| batches(&rt, iters, || ledger_noop(&compact, BATCH, producers)));
         });
         group.bench_function("taskflow", |b| {
             b.iter_custom(|iters| {

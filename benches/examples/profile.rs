@@ -1,8 +1,8 @@
-//! One workload for a profiler, or for a quick ratio: `profile <taskflow|retry|floor|ledger[N]>
+//! One workload for a profiler, or for a quick ratio: `profile <taskflow|retry|floor|ledger[N]|compact>
 //! [tasks] [producers] [rounds]` (defaults: `taskflow 100000 8 1`). Runs `rounds` batches of
 //! `tasks` one after another on one manager and prints the median, fastest and 90th percentile
 //! batch. `ledger` is the least bookkeeping of tracked tasks (see `taskflow_benches::Ledger`);
-//! `ledger8` splits it over 8 locks.
+//! `ledger8` splits it over 8 locks; `compact` keeps only each record's id, state and times.
 //!
 //! ```text
 //! cargo build --release -p taskflow-benches --example profile
@@ -30,18 +30,20 @@ fn main() {
     let producers = number("producers", 8);
     let rounds = number("rounds", 1).max(1);
     let shards = match system.strip_prefix("ledger") {
-        Some("") => 1,
-        Some(n) => n
-            .parse()
-            .unwrap_or_else(|_| panic!("ledger shards: a number, not `{n}`")),
-        None => 0,
+        Some("") => Some(1),
+        Some(n) => Some(
+            n.parse()
+                .unwrap_or_else(|_| panic!("ledger shards: a number, not `{n}`")),
+        ),
+        None => None,
     };
     let rt = taskflow_benches::runtime();
     let mut took: Vec<Duration> = rt.block_on(async {
         let manager = manager().await;
-        let ledger = match shards {
-            0 => None,
-            shards => Some(Ledger::new(&manager, max_history(), shards).await),
+        let ledger = match (system.as_str(), shards) {
+            ("compact", _) => Some(Ledger::compact(&manager, max_history()).await),
+            (_, Some(shards)) => Some(Ledger::new(&manager, max_history(), shards).await),
+            (_, None) => None,
         };
         let mut took = Vec::with_capacity(rounds);
         for _ in 0..rounds {

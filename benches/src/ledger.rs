@@ -3,21 +3,24 @@
 //! for an in-memory task (a record per task found by its id, its states timestamped, the last
 //! 10,000 finished records kept, and `wait` answering with the final record), and nothing else.
 //!
-//! [`ledger_noop`] runs the in-memory workload through a [`Ledger`]: each task's record (a clone
-//! of a real [`TaskRecord`], so that it has taskflow's size) is boxed and inserted under one lock
-//! before its `tokio::spawn`, updated under that lock when it finishes (evicting the oldest
-//! finished record beyond the bound), and cloned under it again for the waiting producer after
-//! the join. Three lock acquisitions per task, as in taskflow; no queue, concurrency limit, task
-//! context, span, event feed or store. With more than one shard, records are split by id over
-//! that many locks, each keeping its share of the window: what sharding taskflow's state could
-//! buy at best.
+//! [`ledger_noop`] runs the in-memory workload through a [`Ledger`]: each task's record is
+//! inserted under one lock before its `tokio::spawn`, updated under that lock when it finishes
+//! (evicting the oldest finished record beyond the bound), and read under it again, as a whole
+//! [`TaskRecord`], for the waiting producer after the join. Three lock acquisitions per task, as
+//! in taskflow; no queue, concurrency limit, task context, span, event feed or store.
+//!
+//! The record kept is either a boxed clone of a real [`TaskRecord`], so that it has taskflow's
+//! size ([`Ledger::new`]), or only what differs from one no-op run to the next, its id, state
+//! and times, in the map's own slot ([`Ledger::compact`]): what a window of compact records
+//! would cost. With more than one shard, records are split by id over that many locks, each
+//! keeping its share of the window: what sharding taskflow's state could buy at best.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use taskflow::{TaskId, TaskRecord, TaskStatus};
 
 use crate::fan_out;
@@ -40,14 +43,94 @@ impl Hasher for FoldHasher {
     }
 }
 
-struct Records {
-    by_id: HashMap<[u8; 16], Box<TaskRecord>, BuildHasherDefault<FoldHasher>>,
+/// How a ledger keeps a record in its window.
+trait Kept: Send + 'static {
+    /// The record of task `id`, started at `now`, made from the no-op task's finished record.
+    fn running(template: &TaskRecord, id: TaskId, now: DateTime<Utc>) -> Self;
+    /// Marks it succeeded at `now`.
+    fn succeed(&mut self, now: DateTime<Utc>);
+    /// The whole record, as a reader gets it.
+    fn read(&self, template: &TaskRecord) -> TaskRecord;
+}
+
+/// Taskflow's own record, boxed.
+impl Kept for Box<TaskRecord> {
+    fn running(template: &TaskRecord, id: TaskId, now: DateTime<Utc>) -> Self {
+        let mut record = Box::new(template.clone());
+        record.task_id = id;
+        record.status = TaskStatus::Running;
+        record.created_at = now;
+        record.start_time = Some(now);
+        record.end_time = None;
+        record
+    }
+
+    fn succeed(&mut self, now: DateTime<Utc>) {
+        self.status = TaskStatus::Success;
+        self.end_time = Some(now);
+        self.duration = self.start_time.map(|start| (now - start).as_seconds_f64());
+    }
+
+    fn read(&self, _template: &TaskRecord) -> TaskRecord {
+        (**self).clone()
+    }
+}
+
+/// Only what differs between the records of two no-op runs, kept in the map's own slot (an
+/// eighth of a `TaskRecord`); the rest comes from the template when the record is read.
+struct Compact {
+    id: TaskId,
+    status: TaskStatus,
+    created_at: DateTime<Utc>,
+    start_time: DateTime<Utc>,
+    end_time: Option<DateTime<Utc>>,
+}
+
+impl Kept for Compact {
+    fn running(_template: &TaskRecord, id: TaskId, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            status: TaskStatus::Running,
+            created_at: now,
+            start_time: now,
+            end_time: None,
+        }
+    }
+
+    fn succeed(&mut self, now: DateTime<Utc>) {
+        self.status = TaskStatus::Success;
+        self.end_time = Some(now);
+    }
+
+    fn read(&self, template: &TaskRecord) -> TaskRecord {
+        let mut record = template.clone();
+        record.task_id = self.id;
+        record.status = self.status;
+        record.created_at = self.created_at;
+        record.start_time = Some(self.start_time);
+        record.end_time = self.end_time;
+        record.duration = self
+            .end_time
+            .map(|end| (end - self.start_time).as_seconds_f64());
+        record
+    }
+}
+
+struct Records<R> {
+    by_id: HashMap<[u8; 16], R, BuildHasherDefault<FoldHasher>>,
     finished: VecDeque<[u8; 16]>,
     max_history: usize,
 }
 
+/// The shards of one ledger, keeping records as `R`.
+struct Shards<R> {
+    shards: Box<[Mutex<Records<R>>]>,
+    template: TaskRecord,
+}
+
 /// Task records behind one lock per shard, each shard with its share of a bounded window of
-/// finished ones.
+/// finished ones; each record either a boxed `TaskRecord` ([`Ledger::new`]) or only what
+/// differs from run to run ([`Ledger::compact`]).
 ///
 /// # Examples
 ///
@@ -61,20 +144,55 @@ struct Records {
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Ledger {
-    shards: Arc<[Mutex<Records>]>,
-    /// A finished record of taskflow's no-op task: what every record starts as.
-    template: Arc<TaskRecord>,
+pub struct Ledger(Form);
+
+#[derive(Clone)]
+enum Form {
+    Full(Arc<Shards<Box<TaskRecord>>>),
+    Compact(Arc<Shards<Compact>>),
 }
 
 impl Ledger {
     /// An empty ledger of `shards` locks (at least one) keeping `max_history` finished records
-    /// in all, whose records are copies of a no-op task's record run through `manager`.
+    /// in all, each a boxed copy of a no-op task's record run through `manager`.
     ///
     /// # Panics
     ///
     /// When the manager cannot run the no-op task.
     pub async fn new(manager: &taskflow::TaskManager, max_history: usize, shards: usize) -> Self {
+        Self(Form::Full(Arc::new(
+            Shards::new(manager, max_history, shards).await,
+        )))
+    }
+
+    /// An empty ledger of one lock keeping `max_history` finished records, each only its id,
+    /// state and times in the map's slot; a reader gets the whole record, made from a no-op
+    /// task's record run through `manager`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let manager = taskflow_benches::manager().await;
+    /// let ledger = taskflow_benches::Ledger::compact(&manager, 10_000).await;
+    /// let took = taskflow_benches::ledger_noop(&ledger, 100, 4).await;
+    /// assert!(took > std::time::Duration::ZERO);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When the manager cannot run the no-op task.
+    pub async fn compact(manager: &taskflow::TaskManager, max_history: usize) -> Self {
+        Self(Form::Compact(Arc::new(
+            Shards::new(manager, max_history, 1).await,
+        )))
+    }
+}
+
+impl<R: Kept> Shards<R> {
+    async fn new(manager: &taskflow::TaskManager, max_history: usize, shards: usize) -> Self {
         let id = manager.add(crate::Noop {}).await.expect("enqueue accepted");
         let template = manager.wait(id).await.expect("the no-op task finishes");
         let shards = shards.max(1);
@@ -88,29 +206,24 @@ impl Ledger {
                     })
                 })
                 .collect(),
-            template: Arc::new(template),
+            template,
         }
     }
 
     /// Locks the shard of `key` (chosen by a random byte of the id).
-    fn lock(&self, key: &[u8; 16]) -> MutexGuard<'_, Records> {
+    fn lock(&self, key: &[u8; 16]) -> MutexGuard<'_, Records<R>> {
         self.shards[usize::from(key[15]) % self.shards.len()]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a new running task and spawns its no-op body, which records its success.
-    fn spawn(&self) -> ([u8; 16], tokio::task::JoinHandle<()>) {
-        let now = Utc::now();
-        let mut record = Box::new((*self.template).clone());
-        record.task_id = TaskId::new();
-        record.status = TaskStatus::Running;
-        record.created_at = now;
-        record.start_time = Some(now);
-        record.end_time = None;
-        let key = record.task_id.to_bytes();
+    fn spawn(self: &Arc<Self>) -> ([u8; 16], tokio::task::JoinHandle<()>) {
+        let id = TaskId::new();
+        let record = R::running(&self.template, id, Utc::now());
+        let key = id.to_bytes();
         self.lock(&key).by_id.insert(key, record);
-        let ledger = self.clone();
+        let ledger = Arc::clone(self);
         let join = tokio::spawn(async move {
             std::hint::black_box(async {}).await;
             ledger.finish(key);
@@ -123,11 +236,7 @@ impl Ledger {
         let evicted = {
             let mut records = self.lock(&key);
             if let Some(record) = records.by_id.get_mut(&key) {
-                record.status = TaskStatus::Success;
-                record.end_time = Some(now);
-                record.duration = record
-                    .start_time
-                    .map(|start| (now - start).as_seconds_f64());
+                record.succeed(now);
             }
             records.finished.push_back(key);
             let evicted = (records.finished.len() > records.max_history)
@@ -144,7 +253,19 @@ impl Ledger {
         self.lock(&key)
             .by_id
             .get(&key)
-            .map(|record| (**record).clone())
+            .map(|record| record.read(&self.template))
+    }
+
+    /// `count` tasks spawned, then joined and read in turn.
+    async fn produce(self: Arc<Self>, count: usize) {
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            tasks.push(self.spawn());
+        }
+        for (key, join) in tasks {
+            join.await.expect("empty future");
+            std::hint::black_box(self.record(key));
+        }
     }
 }
 
@@ -161,20 +282,14 @@ impl Ledger {
 /// When a spawned task panics (it cannot: it is empty).
 pub async fn ledger_noop(ledger: &Ledger, n: usize, producers: usize) -> Duration {
     let start = Instant::now();
-    fan_out(n, producers, |count| {
-        let ledger = ledger.clone();
-        async move {
-            let mut tasks = Vec::with_capacity(count);
-            for _ in 0..count {
-                tasks.push(ledger.spawn());
-            }
-            for (key, join) in tasks {
-                join.await.expect("empty future");
-                std::hint::black_box(ledger.record(key));
-            }
+    match &ledger.0 {
+        Form::Full(shards) => {
+            fan_out(n, producers, |count| Arc::clone(shards).produce(count)).await
         }
-    })
-    .await;
+        Form::Compact(shards) => {
+            fan_out(n, producers, |count| Arc::clone(shards).produce(count)).await
+        }
+    };
     start.elapsed()
 }
 
@@ -182,25 +297,41 @@ pub async fn ledger_noop(ledger: &Ledger, n: usize, producers: usize) -> Duratio
 mod tests {
     use super::*;
 
+    /// Every shard holds its share of the bound, and every record read from it succeeded.
+    fn check<R: Kept>(shards: &Shards<R>, bound: usize) {
+        let per_shard = bound / shards.shards.len();
+        for shard in shards.shards.iter() {
+            let records = shard.lock().expect("not poisoned");
+            assert_eq!(records.by_id.len(), per_shard);
+            assert_eq!(records.finished.len(), per_shard);
+            for record in records.by_id.values() {
+                let record = record.read(&shards.template);
+                assert_eq!(record.status, TaskStatus::Success);
+                assert!(record.end_time >= record.start_time && record.start_time.is_some());
+                assert!(record.duration.is_some_and(|d| d >= 0.0));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn keeps_the_bound_and_records_every_success() {
         let manager = crate::manager().await;
-        for shards in [1, 4] {
-            let ledger = Ledger::new(&manager, 48, shards).await;
-            ledger_noop(&ledger, 400, 4).await;
-            for shard in ledger.shards.iter() {
-                let records = shard.lock().expect("not poisoned");
-                assert_eq!(records.by_id.len(), 48 / shards);
-                assert_eq!(records.finished.len(), 48 / shards);
-                assert!(
-                    records
-                        .by_id
-                        .values()
-                        .all(|r| r.status == TaskStatus::Success
-                            && r.end_time >= r.start_time
-                            && r.duration.is_some())
-                );
+        let mut ledgers = vec![
+            Ledger::new(&manager, 48, 1).await,
+            Ledger::new(&manager, 48, 4).await,
+            Ledger::compact(&manager, 48).await,
+        ];
+        for ledger in &mut ledgers {
+            ledger_noop(ledger, 400, 4).await;
+            match &ledger.0 {
+                Form::Full(shards) => check(shards, 48),
+                Form::Compact(shards) => check(shards, 48),
             }
         }
+    }
+
+    #[test]
+    fn a_compact_record_is_an_eighth_of_a_task_record() {
+        assert!(std::mem::size_of::<Compact>() * 7 < std::mem::size_of::<TaskRecord>());
     }
 }
