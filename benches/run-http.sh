@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs the HTTP load test: starts `examples/bench_server` on a loopback port, warms it up, then
+# runs `wrk -t2 -c64` against `/spawn` and `/enqueue` in alternated pairs of 10 s (plus
+# `/enqueue_persist` when TASKFLOW_BENCH_PERSIST=1), and prints one line per run with req/s, p99
+# and the server's CPU per request (`utime` + `stime` from /proc/<pid>/stat), then the ratio
+# `/enqueue` / `/spawn` of each pair and over all pairs.
+#
+#   benches/run-http.sh                   # 5 pairs
+#   TASKFLOW_BENCH_PAIRS=3 TASKFLOW_BENCH_PERSIST=1 benches/run-http.sh
+#   SERVER=/tmp/base-target/release/examples/bench_server benches/run-http.sh   # another build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pairs=${TASKFLOW_BENCH_PAIRS:-5}
+addr=${TASKFLOW_ADDR:-127.0.0.1:8042}
+server=${SERVER:-${CARGO_TARGET_DIR:-target}/release/examples/bench_server}
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+if [ -z "${SERVER:-}" ]; then
+  cargo build -q --release -p taskflow-examples --example bench_server
+fi
+db=$(mktemp -d)
+out=$(mktemp)
+TASKFLOW_ADDR=$addr TASKFLOW_BENCH_DB="$db/bench-server.db" "$server" >/dev/null &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$db" "$out"' EXIT
+for _ in $(seq 50); do
+  (echo >"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break
+  sleep 0.1
+done
+cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+run() {
+  local before after report
+  before=$(cpu)
+  report=$(wrk -t2 -c64 -d"$2" --latency -s benches/wrk/post.lua "http://$addr/$1")
+  after=$(cpu)
+  awk -v pair="$3" -v route="$1" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /Requests\/sec/ { rps = $2 }
+    / 99%/ { p99 = $2 }
+    /requests in/ { n = $1 }
+    END {
+      printf "pair=%s route=%s req_per_sec=%.0f p99=%s cpu_us_per_req=%.1f\n",
+        pair, route, rps, p99, ticks / hz * 1e6 / n
+    }' <<<"$report"
+}
+
+echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
+run spawn 3s warmup >/dev/null
+routes="spawn enqueue"
+if [ "${TASKFLOW_BENCH_PERSIST:-0}" = 1 ]; then routes="$routes enqueue_persist"; fi
+for pair in $(seq "$pairs"); do
+  for route in $routes; do run "$route" 10s "$pair" | tee -a "$out"; done
+done
+echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+echo
+echo "ratios (/enqueue req/s over /spawn req/s)"
+awk '
+  {
+    split("", f)
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    rate[f["pair"], f["route"]] = f["req_per_sec"]
+    if (f["route"] == "spawn") spawn += f["req_per_sec"]
+    if (f["route"] == "enqueue") enqueue += f["req_per_sec"]
+    if (f["pair"] > last) last = f["pair"]
+  }
+  END {
+    for (p = 1; p <= last; p++)
+      printf "pair=%d enqueue/spawn=%.1f%%\n", p, 100 * rate[p, "enqueue"] / rate[p, "spawn"]
+    printf "all pairs enqueue/spawn=%.1f%%\n", 100 * enqueue / spawn
+  }' "$out"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the in-memory workload through the floor, the ledgers and taskflow in turn (the `profile`
+# example: each run is a median over batches of 1,000 tasks), several rounds, and prints for each
+# system and producer count the median of its runs and its ratio to the floor's. Systems run in
+# turn so that a slow minute of the machine falls on all of them alike.
+#
+#   benches/run-inmemory.sh               # 5 rounds of 400 batches, 1, 8 and 64 producers
+#   TASKFLOW_BENCH_ROUNDS=3 TASKFLOW_BENCH_PRODUCERS="8" benches/run-inmemory.sh
+#   TASKFLOW_BENCH_SYSTEMS="floor taskflow" TASKFLOW_BENCH_WORKERS=1 benches/run-inmemory.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${TASKFLOW_BENCH_ROUNDS:-5}
+batches=${TASKFLOW_BENCH_BATCHES:-400}
+producers=${TASKFLOW_BENCH_PRODUCERS:-1 8 64}
+systems=${TASKFLOW_BENCH_SYSTEMS:-floor compact ledger taskflow}
+cargo build -q --release -p taskflow-benches --example profile
+profile=${CARGO_TARGET_DIR:-target}/release/examples/profile
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
+for round in $(seq "$rounds"); do
+  for p in $producers; do
+    for system in $systems; do
+      "$profile" "$system" 1000 "$p" "$batches" | tee -a "$out" >&2
+    done
+  done
+  echo "== round $round done" >&2
+done
+echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+echo "medians of the runs' median batch, per 1,000 tasks (ratio to the floor)"
+for p in $producers; do
+  line="producers=$p"
+  floor=""
+  for system in $systems; do
+    median=$(grep "^system=$system producers=$p " "$out" | sed 's/.*median_secs=\([0-9.]*\).*/\1/' |
+      sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    if [ "$system" = floor ]; then floor=$median; fi
+    ratio=$(awk -v m="$median" -v f="$floor" 'BEGIN { if (f > 0) printf " (%.2fx)", m / f }')
+    line="$line $system=$(awk -v m="$median" 'BEGIN { printf "%.3fms", m * 1000 }')$ratio"
+  done
+  echo "$line"
+done
