@@ -1,7 +1,8 @@
 //! In-memory criterion benches: enqueue → success through the manager beside the floor (bare
 //! `tokio::spawn` + join) and the least bookkeeping of tracked tasks (`ledger`, and
-//! `ledger_compact` with compact records) with 1, 8 and 64 producers; decode-and-run from a stored JSON payload; the retry path. Run with
-//! `cargo bench -p taskflow-benches --bench inmemory`.
+//! `ledger_compact` with compact records) with 1, 8 and 64 producers; decode-and-run from a
+//! stored JSON payload; the retry path. Run with `cargo bench -p taskflow-benches --bench
+//! inmemory`.
 
 use std::future::Future;
 use std::time::Duration;

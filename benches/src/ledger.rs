@@ -76,8 +76,8 @@ impl Kept for Box<TaskRecord> {
     }
 }
 
-/// Only what differs between the records of two no-op runs, kept in the map's own slot (an
-/// eighth of a `TaskRecord`); the rest comes from the template when the record is read.
+/// Only what differs between the records of two no-op runs, kept in the map's own slot (under a
+/// seventh of a `TaskRecord`); the rest comes from the template when the record is read.
 struct Compact {
     id: TaskId,
     status: TaskStatus,
@@ -316,12 +316,12 @@ mod tests {
     #[tokio::test]
     async fn keeps_the_bound_and_records_every_success() {
         let manager = crate::manager().await;
-        let mut ledgers = vec![
+        let ledgers = [
             Ledger::new(&manager, 48, 1).await,
             Ledger::new(&manager, 48, 4).await,
             Ledger::compact(&manager, 48).await,
         ];
-        for ledger in &mut ledgers {
+        for ledger in &ledgers {
             ledger_noop(ledger, 400, 4).await;
             match &ledger.0 {
                 Form::Full(shards) => check(shards, 48),
@@ -331,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn a_compact_record_is_an_eighth_of_a_task_record() {
+    fn a_compact_record_is_under_a_seventh_of_a_task_record() {
         assert!(std::mem::size_of::<Compact>() * 7 < std::mem::size_of::<TaskRecord>());
     }
 }
