@@ -1,8 +1,9 @@
 //! One workload for a profiler, or for a quick ratio: `profile
 //! <taskflow|retry|floor|ledger[N]|compact> [tasks] [producers] [rounds]` (defaults: `taskflow
 //! 100000 8 1`). Runs `rounds` batches of `tasks` one after another on one manager and prints
-//! the median, fastest and 90th percentile batch. `ledger` is the least bookkeeping of tracked tasks (see `taskflow_benches::Ledger`);
-//! `ledger8` splits it over 8 locks; `compact` keeps only each record's id, state and times.
+//! the median, fastest and 90th percentile batch. `ledger` is the least bookkeeping of tracked
+//! tasks (see `taskflow_benches::Ledger`); `ledger8` splits it over 8 locks; `compact` keeps only
+//! each record's id, state and times.
 //!
 //! ```text
 //! cargo build --release -p taskflow-benches --example profile
