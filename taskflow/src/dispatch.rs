@@ -107,24 +107,36 @@ pub struct QueueStats {
     pub started: u64,
 }
 
-/// A waiting task in a queue: higher priority first, then lower sequence (FIFO).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Waiting {
+/// A waiting task in a queue: higher priority first, then lower sequence (FIFO). `P` is what
+/// the one who starts it needs (the manager's handle on the task), carried so that starting it
+/// needs no lookup.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting<P = ()> {
     pub(crate) priority: i32,
     pub(crate) seq: u64,
     pub(crate) id: TaskId,
     pub(crate) blocking: bool,
+    pub(crate) payload: P,
 }
 
-impl Ord for Waiting {
+impl<P> PartialEq for Waiting<P> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.priority, self.seq, self.id) == (other.priority, other.seq, other.id)
+    }
+}
+
+impl<P> Eq for Waiting<P> {}
+
+impl<P> Ord for Waiting<P> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.priority
             .cmp(&other.priority)
             .then_with(|| other.seq.cmp(&self.seq))
+            .then_with(|| self.id.cmp(&other.id))
     }
 }
 
-impl PartialOrd for Waiting {
+impl<P> PartialOrd for Waiting<P> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -136,19 +148,28 @@ impl PartialOrd for Waiting {
 ///
 /// The lanes are few (one per distinct priority in use), kept in a vector sorted by priority:
 /// the highest is last, so the common case of one priority never searches.
-#[derive(Debug, Default)]
-struct Lanes {
+#[derive(Debug)]
+struct Lanes<P> {
     /// Ascending by priority. Only a sole lane is ever empty (see `pop`).
-    lanes: Vec<(i32, VecDeque<Waiting>)>,
+    lanes: Vec<(i32, VecDeque<Waiting<P>>)>,
     len: usize,
 }
 
-impl Lanes {
+impl<P> Default for Lanes<P> {
+    fn default() -> Self {
+        Self {
+            lanes: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<P> Lanes<P> {
     fn len(&self) -> usize {
         self.len
     }
 
-    fn push(&mut self, waiting: Waiting) {
+    fn push(&mut self, waiting: Waiting<P>) {
         let at = match self.lanes.last() {
             Some((top, _)) if *top == waiting.priority => self.lanes.len() - 1,
             _ => match self
@@ -183,11 +204,11 @@ impl Lanes {
         self.len += 1;
     }
 
-    fn peek(&self) -> Option<&Waiting> {
+    fn peek(&self) -> Option<&Waiting<P>> {
         self.lanes.last().and_then(|(_, lane)| lane.front())
     }
 
-    fn pop(&mut self) -> Option<Waiting> {
+    fn pop(&mut self) -> Option<Waiting<P>> {
         let (_, lane) = self.lanes.last_mut()?;
         let waiting = lane.pop_front()?;
         // Keep one lane (with its buffer) for the common single-priority case; drop the others
@@ -214,16 +235,16 @@ impl Lanes {
 }
 
 #[derive(Debug)]
-struct Queue {
+struct Queue<P> {
     name: String,
     config: QueueConfig,
-    waiting: Lanes,
+    waiting: Lanes<P>,
     running: usize,
     rejected: u64,
     started: u64,
 }
 
-impl Queue {
+impl<P> Queue<P> {
     fn has_room_to_run(&self) -> bool {
         self.config
             .concurrency
@@ -240,10 +261,11 @@ impl QueueIndex {
     pub(crate) const DEFAULT: Self = Self(0);
 }
 
-/// Every queue plus the manager-wide limits on running async and blocking attempts.
+/// Every queue plus the manager-wide limits on running async and blocking attempts; each waiting
+/// task carries a `P`.
 #[derive(Debug)]
-pub(crate) struct Dispatch {
-    queues: Vec<Queue>,
+pub(crate) struct Dispatch<P = ()> {
+    queues: Vec<Queue<P>>,
     by_name: HashMap<String, usize>,
     max_async: usize,
     max_blocking: usize,
@@ -251,7 +273,7 @@ pub(crate) struct Dispatch {
     running_blocking: usize,
 }
 
-impl Dispatch {
+impl<P> Dispatch<P> {
     pub(crate) fn new(
         max_async: usize,
         max_blocking: usize,
@@ -297,19 +319,27 @@ impl Dispatch {
     }
 
     /// Adds a waiting task, or returns the queue's bound when it is full.
-    pub(crate) fn push(&mut self, queue: QueueIndex, waiting: Waiting) -> Result<(), usize> {
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, queue: QueueIndex, waiting: Waiting<P>) -> Result<(), usize> {
+        self.make_room(queue)?;
+        self.queues[queue.0].waiting.push(waiting);
+        Ok(())
+    }
+
+    /// Whether `queue` can take one more waiting task; when full, counts a rejection and
+    /// returns the queue's bound.
+    pub(crate) fn make_room(&mut self, queue: QueueIndex) -> Result<(), usize> {
         let q = &mut self.queues[queue.0];
         if q.waiting.len() >= q.config.max_size {
             q.rejected += 1;
             return Err(q.config.max_size);
         }
-        q.waiting.push(waiting);
         Ok(())
     }
 
     /// Adds a waiting task that already held a place (a retry or a delayed start), ignoring the
     /// size bound so that accepted work is never dropped.
-    pub(crate) fn push_accepted(&mut self, queue: QueueIndex, waiting: Waiting) {
+    pub(crate) fn push_accepted(&mut self, queue: QueueIndex, waiting: Waiting<P>) {
         self.queues[queue.0].waiting.push(waiting);
     }
 
@@ -320,10 +350,10 @@ impl Dispatch {
 
     /// Takes the next task to start, if any queue has one and there is room for it, and counts
     /// it as running.
-    pub(crate) fn next(&mut self) -> Option<(QueueIndex, Waiting)> {
-        let (index, waiting) = self.best()?;
+    pub(crate) fn next(&mut self) -> Option<(QueueIndex, Waiting<P>)> {
+        let index = self.best()?;
         let queue = &mut self.queues[index];
-        queue.waiting.pop();
+        let waiting = queue.waiting.pop()?;
         queue.running += 1;
         queue.started += 1;
         if waiting.blocking {
@@ -352,25 +382,25 @@ impl Dispatch {
         }
     }
 
-    /// The queue and head of the task to start next: the first in [`Waiting`]'s order among the
-    /// heads that have room to run.
-    fn best(&self) -> Option<(usize, Waiting)> {
+    /// The queue whose head starts next: the first in [`Waiting`]'s order among the heads that
+    /// have room to run.
+    fn best(&self) -> Option<usize> {
         if !self.has_room(false) && !self.has_room(true) {
             return None;
         }
-        let mut best: Option<(usize, Waiting)> = None;
+        let mut best: Option<(usize, &Waiting<P>)> = None;
         for (index, queue) in self.queues.iter().enumerate() {
             if !queue.has_room_to_run() {
                 continue;
             }
-            let Some(&head) = queue.waiting.peek() else {
+            let Some(head) = queue.waiting.peek() else {
                 continue;
             };
             if self.has_room(head.blocking) && best.is_none_or(|(_, b)| head > b) {
                 best = Some((index, head));
             }
         }
-        best
+        best.map(|(index, _)| index)
     }
 
     /// Frees the slot of a finished attempt.
@@ -424,12 +454,13 @@ mod tests {
             seq,
             id: TaskId::new(),
             blocking,
+            payload: (),
         }
     }
 
     #[test]
     fn priority_then_fifo_across_queues() {
-        let mut d = Dispatch::new(10, 10, &[]);
+        let mut d = Dispatch::<()>::new(10, 10, &[]);
         let a = d.index_of("a");
         let b = d.index_of("b");
         let first = waiting(0, 1, false);
@@ -444,7 +475,8 @@ mod tests {
 
     #[test]
     fn limits_running_per_queue_and_kind() {
-        let mut d = Dispatch::new(1, 1, &[("q".to_owned(), QueueConfig::new().concurrency(1))]);
+        let mut d =
+            Dispatch::<()>::new(1, 1, &[("q".to_owned(), QueueConfig::new().concurrency(1))]);
         let q = d.index_of("q");
         let other = d.index_of("other");
         d.push(q, waiting(0, 1, true)).unwrap();
@@ -460,7 +492,8 @@ mod tests {
 
     #[test]
     fn a_new_task_starts_at_once_only_when_nothing_waiting_could_take_its_room() {
-        let mut d = Dispatch::new(2, 1, &[("q".to_owned(), QueueConfig::new().concurrency(1))]);
+        let mut d =
+            Dispatch::<()>::new(2, 1, &[("q".to_owned(), QueueConfig::new().concurrency(1))]);
         let q = d.index_of("q");
         let other = d.index_of("other");
         assert!(d.starts_at_once(q, false));
@@ -526,7 +559,7 @@ mod tests {
 
     #[test]
     fn full_queue_rejects() {
-        let mut d = Dispatch::new(1, 1, &[("q".to_owned(), QueueConfig::new().max_size(1))]);
+        let mut d = Dispatch::<()>::new(1, 1, &[("q".to_owned(), QueueConfig::new().max_size(1))]);
         let q = d.index_of("q");
         d.push(q, waiting(0, 1, false)).unwrap();
         assert_eq!(d.push(q, waiting(0, 2, false)), Err(1));

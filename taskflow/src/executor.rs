@@ -19,8 +19,7 @@ use tracing::Instrument;
 use crate::context::TaskContext;
 use crate::dispatch::{QueueIndex, Waiting};
 use crate::few::Few;
-use crate::history::Entry;
-use crate::manager::{Inner, State};
+use crate::manager::{Cell, Concluded, Entry, Inner, Settle, State};
 use crate::task::{LogEntry, LogLevel, TaskFailure, TaskId, TaskResult, TaskRun, TaskStatus};
 
 /// An attempt chosen to start, carried out of the lock to [`launch`].
@@ -32,6 +31,7 @@ pub(crate) struct Start {
 /// Everything about a starting attempt but its body (its limits and parent span are in its
 /// context).
 struct Attempt {
+    cell: Cell,
     context: TaskContext,
     queue: QueueIndex,
     blocking: bool,
@@ -51,6 +51,7 @@ impl Attempt {
                 blocking: self.blocking,
                 armed: true,
             },
+            cell: self.cell,
             context: self.context,
             running_seq: self.running_seq,
         }
@@ -60,6 +61,7 @@ impl Attempt {
 /// An attempt that holds its slot: what running it needs.
 struct Begun {
     slot: Slot,
+    cell: Cell,
     context: TaskContext,
     running_seq: Option<u64>,
 }
@@ -70,8 +72,28 @@ fn running_committed(context: &TaskContext, seq: u64) -> impl Future<Output = ()
     Box::pin(context.manager().commit_running(context.id(), seq))
 }
 
-/// The attempts one call to [`Inner::pump`] chose: usually none or one.
+/// The attempts one call to [`Inner::begin`] started: usually none or one.
 pub(crate) type Starts = Few<Start>;
+
+/// The tasks one call to [`Inner::pump`] took from the queues, each counted in its queue's
+/// limits, for [`Inner::begin`] to start once the state lock is released: usually none or one.
+pub(crate) type Picked = Few<(QueueIndex, Waiting<Cell>)>;
+
+/// What an attempt's outcome, recorded under its cell's lock, leaves to do under the state lock.
+enum After {
+    /// Nothing (the attempt was no longer the task's current one).
+    Nothing,
+    /// The task concluded.
+    Settle(Settle),
+    /// The task waits for its next attempt.
+    Requeue {
+        id: TaskId,
+        queue: QueueIndex,
+        priority: i32,
+        blocking: bool,
+        wait: Duration,
+    },
+}
 
 /// A running attempt's place in its queue and in the manager's limits. Freed by
 /// [`Inner::finish`], or on drop if the attempt is dropped without finishing.
@@ -103,137 +125,166 @@ impl Drop for Slot {
         // new attempt at once.
         let runtime = inner.runtime.clone();
         runtime.spawn(async move {
-            let starts = inner.pump(&mut inner.state.lock(), Utc::now());
+            let picked = inner.pump(&mut inner.state.lock());
+            let starts = inner.begin(picked, Utc::now());
             launch(&inner, starts);
         });
     }
 }
 
 impl Inner {
-    /// Takes every waiting task that may start now and marks it running; a first attempt
-    /// records `now` (read before the lock was taken) as its start.
-    pub(crate) fn pump(self: &Arc<Self>, state: &mut State, now: DateTime<Utc>) -> Starts {
-        let mut starts = Starts::new();
+    /// Takes every waiting task that may start now, counting it in its queue's limits; call
+    /// [`Self::begin`] with them once the state lock is released.
+    pub(crate) fn pump(&self, state: &mut State) -> Picked {
+        let mut picked = Picked::new();
         if !state.accepting {
-            return starts;
+            return picked;
         }
-        while let Some((queue, waiting)) = state.dispatch.next() {
-            let id = waiting.id;
-            let Some(Entry {
-                record,
-                live: Some(live),
-            }) = state.history.entry_mut(id)
-            else {
-                state.dispatch.release(queue, waiting.blocking);
-                continue;
-            };
-            let Some(run) = live.next.take() else {
-                state.dispatch.release(queue, waiting.blocking);
-                continue;
-            };
-            record.status = TaskStatus::Running;
-            record.attempt += 1;
-            record.start_time.get_or_insert(now);
-            if record.attempt > 1 {
-                let mut entry = LogEntry::new(
-                    LogLevel::Info,
-                    format!(
-                        "--- attempt {} (retry {} of {}) ---",
-                        record.attempt, record.retries_used, live.options.retries
-                    ),
-                );
-                entry
-                    .fields
-                    .insert("attempt".to_owned(), record.attempt.into());
-                self.push_log(record, entry);
-            }
-            self.publish_state(record);
-            let context = TaskContext::new(
-                id,
-                record.func_name.clone(),
-                record.attempt,
-                record.tags.clone(),
-                Arc::clone(self),
-                live.options.timeout,
-                live.parent_span.clone(),
-            );
-            live.attempt = Some(context.clone());
-            let persist = record.persist;
-            let running_seq = if std::mem::take(&mut live.written_running) {
-                None
-            } else {
-                self.queue_save(state, id).filter(|_| persist)
-            };
-            let attempt = Attempt {
-                context,
-                queue,
-                blocking: waiting.blocking,
-                running_seq,
-            };
-            starts.push(Start { attempt, run });
+        while let Some(next) = state.dispatch.next() {
+            picked.push(next);
         }
-        starts
+        picked
     }
 
-    /// Ends an attempt: frees its slot, records its outcome (`None` when it was stopped from
-    /// outside, which already recorded the state), and returns what can start next.
+    /// Starts the attempts of the tasks `pump` picked (outside the state lock), marking each
+    /// running; a first attempt records `now` (read before the lock was taken) as its start. A
+    /// picked task that can no longer start (cancelled or stopped since it was queued) gives its
+    /// slot back, which may let others start.
+    pub(crate) fn begin(self: &Arc<Self>, mut picked: Picked, now: DateTime<Utc>) -> Starts {
+        let mut starts = Starts::new();
+        loop {
+            let mut freed = Few::new();
+            for (queue, waiting) in picked {
+                let blocking = waiting.blocking;
+                match self.begin_attempt(queue, waiting, now) {
+                    Some(start) => starts.push(start),
+                    None => freed.push((queue, blocking)),
+                }
+            }
+            if freed.is_empty() {
+                return starts;
+            }
+            let mut state = self.state.lock();
+            for (queue, blocking) in freed {
+                state.dispatch.release(queue, blocking);
+            }
+            picked = self.pump(&mut state);
+        }
+    }
+
+    /// Marks a picked task running under its cell's lock and makes its attempt; `None` when it
+    /// is no longer waiting to run.
+    fn begin_attempt(
+        self: &Arc<Self>,
+        queue: QueueIndex,
+        waiting: Waiting<Cell>,
+        now: DateTime<Utc>,
+    ) -> Option<Start> {
+        let cell = waiting.payload;
+        let mut entry = cell.lock();
+        let (record, live) = entry.live_mut()?;
+        let run = live.next.take()?;
+        record.status = TaskStatus::Running;
+        record.attempt += 1;
+        record.start_time.get_or_insert(now);
+        if record.attempt > 1 {
+            let mut log = LogEntry::new(
+                LogLevel::Info,
+                format!(
+                    "--- attempt {} (retry {} of {}) ---",
+                    record.attempt, record.retries_used, live.options.retries
+                ),
+            );
+            log.fields
+                .insert("attempt".to_owned(), record.attempt.into());
+            self.push_log(record, log);
+        }
+        self.publish_state(record);
+        let context = TaskContext::new(
+            waiting.id,
+            record.func_name.clone(),
+            record.attempt,
+            record.tags.clone(),
+            Arc::clone(self),
+            live.options.timeout,
+            live.parent_span.clone(),
+        );
+        live.attempt = Some(context.clone());
+        let running_seq = if std::mem::take(&mut live.written_running) {
+            None
+        } else {
+            let persist = record.persist;
+            self.queue_save(record).filter(|_| persist)
+        };
+        drop(entry);
+        let attempt = Attempt {
+            cell,
+            context,
+            queue,
+            blocking: waiting.blocking,
+            running_seq,
+        };
+        Some(Start { attempt, run })
+    }
+
+    /// Ends an attempt: records its outcome (`None` when it was stopped from outside, which
+    /// already recorded the state), frees its slot, and returns what can start next.
     #[must_use = "the attempts that may start next must be launched"]
     fn finish(
         self: &Arc<Self>,
-        id: TaskId,
+        cell: &Cell,
         attempt: u32,
         outcome: Option<TaskResult>,
         slot: Option<Slot>,
     ) -> Starts {
         // Read before locking: the end of this attempt and the start of the next one.
         let now = crate::clock::now();
-        {
+        let after = outcome.map(|outcome| self.record_outcome(cell, attempt, outcome, now));
+        let picked = {
             let mut state = self.state.lock();
             if let Some(mut slot) = slot {
                 slot.release(&mut state);
             }
-            if let Some(outcome) = outcome {
-                self.record_outcome(&mut state, id, attempt, outcome, now);
+            if let Some(after) = after {
+                self.after_outcome(&mut state, cell, after);
             }
-            self.pump(&mut state, now)
-        }
+            self.pump(&mut state)
+        };
+        self.begin(picked, now)
     }
 
+    /// Records an attempt's outcome under its cell's lock: the task concludes, or waits for its
+    /// next attempt.
     fn record_outcome(
-        self: &Arc<Self>,
-        state: &mut State,
-        id: TaskId,
+        &self,
+        cell: &Cell,
         attempt: u32,
         outcome: TaskResult,
         now: DateTime<Utc>,
-    ) {
-        let current = state.history.entry(id).is_some_and(|e| {
-            e.live.is_some()
-                && e.record.status == TaskStatus::Running
-                && e.record.attempt == attempt
-        });
+    ) -> After {
+        let mut entry = cell.lock();
+        let current = entry.live.is_some()
+            && entry.record.status == TaskStatus::Running
+            && entry.record.attempt == attempt;
         if !current {
-            return;
+            return After::Nothing;
         }
         let failure = match outcome {
             Ok(value) => {
-                self.conclude(state, id, TaskStatus::Success, now, |r| {
+                let concluded = self.conclude(&mut entry, TaskStatus::Success, now, |r| {
                     r.result = Some(value);
                     r.error = None;
                     r.stacktrace = None;
                 });
-                return;
+                return settled(entry, concluded);
             }
             Err(failure) => failure,
         };
-        tracing::debug!(target: "taskflow::executor", task_id = %id, attempt, error = %failure, "attempt failed");
-        let Some(Entry {
-            record,
-            live: Some(live),
-        }) = state.history.entry_mut(id)
-        else {
-            return;
+        let Some((record, live)) = entry.live_mut() else {
+            return After::Nothing;
         };
+        let id = record.task_id;
+        tracing::debug!(target: "taskflow::executor", task_id = %id, attempt, error = %failure, "attempt failed");
         let retries_used = record.retries_used;
         let wait = if failure.is_permanent() {
             None
@@ -241,11 +292,11 @@ impl Inner {
             live.options.retry_wait(retries_used + 1)
         };
         let Some(wait) = wait else {
-            return self.fail(state, id, &failure, now);
+            return self.fail(entry, &failure, now);
         };
         let next = match live.factory.make() {
             Ok(next) => next,
-            Err(cannot) => return self.fail(state, id, &cannot, now),
+            Err(cannot) => return self.fail(entry, &cannot, now),
         };
         let wait = if live.options.jitter {
             wait.mul_f64(0.5 + fastrand::f64())
@@ -256,39 +307,55 @@ impl Inner {
         live.next = Some(next);
         live.blocking = blocking;
         let queue = live.queue;
-        state.seq += 1;
-        let seq = state.seq;
-        let Some(record) = state.history.get_mut(id) else {
-            return;
-        };
         record.status = TaskStatus::Pending;
         record.retries_used = retries_used + 1;
         record.error = Some(failure.message().to_owned());
         record.stacktrace = failure.stacktrace().map(str::to_owned);
-        let mut entry = LogEntry::new(
+        let mut log = LogEntry::new(
             LogLevel::Warn,
             format!("attempt {attempt} failed: {failure}; retrying in {wait:?}"),
         );
-        entry.fields.insert("attempt".to_owned(), attempt.into());
-        entry
-            .fields
+        log.fields.insert("attempt".to_owned(), attempt.into());
+        log.fields
             .insert("retry_in_seconds".to_owned(), wait.as_secs_f64().into());
-        self.push_log(record, entry);
+        self.push_log(record, log);
         self.publish_state(record);
-        let waiting = Waiting {
-            priority: record.priority,
-            seq,
+        self.queue_save(record);
+        After::Requeue {
             id,
+            queue,
+            priority: record.priority,
             blocking,
-        };
-        if !state.accepting {
-            return self.stop_pending(state, id);
+            wait,
         }
-        self.queue_save(state, id);
-        if wait.is_zero() {
-            state.dispatch.push_accepted(queue, waiting);
-        } else {
-            schedule(self, id, waiting, wait);
+    }
+
+    /// Does under the state lock what an outcome left to do: settles a concluded task, or queues
+    /// a task for its next attempt (now, or after its retry wait).
+    fn after_outcome(self: &Arc<Self>, state: &mut State, cell: &Cell, after: After) {
+        match after {
+            After::Nothing => {}
+            After::Settle(settle) => self.settle(state, cell, settle),
+            After::Requeue {
+                id,
+                queue,
+                priority,
+                blocking,
+                wait,
+            } => {
+                if !state.accepting {
+                    if let Some(settle) = self.stop_pending(cell) {
+                        self.settle(state, cell, settle);
+                    }
+                    return;
+                }
+                let waiting = state.waiting(priority, id, blocking, Arc::clone(cell));
+                if wait.is_zero() {
+                    state.dispatch.push_accepted(queue, waiting);
+                } else {
+                    schedule(self, queue, waiting, wait);
+                }
+            }
         }
     }
 
@@ -300,16 +367,36 @@ impl Inner {
         }
     }
 
-    fn fail(&self, state: &mut State, id: TaskId, failure: &TaskFailure, now: DateTime<Utc>) {
-        self.conclude(state, id, TaskStatus::Failed, now, |r| {
+    fn fail(
+        &self,
+        mut entry: parking_lot::MutexGuard<'_, Entry>,
+        failure: &TaskFailure,
+        now: DateTime<Utc>,
+    ) -> After {
+        let concluded = self.conclude(&mut entry, TaskStatus::Failed, now, |r| {
             r.error = Some(failure.message().to_owned());
             r.stacktrace = failure.stacktrace().map(str::to_owned);
         });
+        settled(entry, concluded)
     }
 }
 
+/// Unlocks a concluded task's cell, then sends its replies; the rest is settled under the state
+/// lock.
+fn settled(entry: parking_lot::MutexGuard<'_, Entry>, concluded: Concluded) -> After {
+    drop(entry);
+    let Concluded { replies, settle } = concluded;
+    drop(replies);
+    After::Settle(settle)
+}
+
 /// Puts a waiting task back in its queue after `wait` (a delayed start or a retry wait).
-pub(crate) fn schedule(inner: &Arc<Inner>, id: TaskId, waiting: Waiting, wait: Duration) {
+pub(crate) fn schedule(
+    inner: &Arc<Inner>,
+    queue: QueueIndex,
+    waiting: Waiting<Cell>,
+    wait: Duration,
+) {
     let inner = Arc::clone(inner);
     let runtime = inner.runtime.clone();
     inner.tracker.clone().spawn_on(
@@ -318,22 +405,19 @@ pub(crate) fn schedule(inner: &Arc<Inner>, id: TaskId, waiting: Waiting, wait: D
                 () = tokio::time::sleep(wait) => {}
                 () = inner.stopping.cancelled() => return,
             }
-            let starts = {
-                let mut state = inner.state.lock();
-                let Some(Entry {
-                    record,
-                    live: Some(live),
-                }) = state.history.entry(id)
-                else {
-                    return;
-                };
-                if record.status != TaskStatus::Pending {
-                    return;
-                }
-                let queue = live.queue;
-                state.dispatch.push_accepted(queue, waiting);
-                inner.pump(&mut state, Utc::now())
+            let still_waiting = {
+                let entry = waiting.payload.lock();
+                entry.live.is_some() && entry.record.status == TaskStatus::Pending
             };
+            if !still_waiting {
+                return;
+            }
+            let picked = {
+                let mut state = inner.state.lock();
+                state.dispatch.push_accepted(queue, waiting);
+                inner.pump(&mut state)
+            };
+            let starts = inner.begin(picked, Utc::now());
             launch(&inner, starts);
         },
         &runtime,
@@ -412,6 +496,7 @@ fn traced_attempt(attempt: Attempt, body: AsyncBody) -> impl Future<Output = Sta
 async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
     let Begun {
         slot,
+        cell,
         context,
         running_seq,
     } = attempt.begin();
@@ -431,7 +516,7 @@ async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
     context.mark_ended();
     context
         .manager()
-        .finish(context.id(), context.attempt(), outcome, Some(slot))
+        .finish(&cell, context.attempt(), outcome, Some(slot))
 }
 
 /// Runs a blocking attempt on the blocking pool, coordinated by a task of its own that applies
@@ -440,10 +525,11 @@ fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
     let span = attempt_span(&attempt);
     let Begun {
         slot,
+        cell,
         context,
         running_seq,
     } = attempt.begin();
-    let (id, number) = (context.id(), context.attempt());
+    let number = context.attempt();
     let timeout = context.timeout();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let job_span = span.clone();
@@ -481,7 +567,7 @@ fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
             })),
         };
         context.mark_ended();
-        let starts = inner.finish(id, number, outcome, None);
+        let starts = inner.finish(&cell, number, outcome, None);
         launch(inner, starts);
     };
     inner

@@ -1,14 +1,13 @@
 //! The in-memory window of task records: every pending and running task plus the most recent
 //! finished ones (at most `max_history`, oldest finished evicted first), with filtered, paginated
-//! listing and metrics. A pending or running task's record shares its allocation with what the
-//! manager needs to run it ([`Entry`]), so one lookup finds both.
+//! listing and metrics. The window indexes handles on the records (the manager's task cells),
+//! not the records themselves.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::id::IdMap;
 use crate::task::{TaskId, TaskRecord, TaskStatus};
 
 /// Which records to list: filters, page size and cursor.
@@ -297,177 +296,210 @@ pub struct NameStats {
     pub p95_duration: Option<f64>,
 }
 
-/// A record in the window with `L`, what its task needs beyond the record while it is pending
-/// or running (the manager's live entry): one allocation and one lookup for both.
-pub(crate) struct Entry<L> {
-    pub(crate) record: TaskRecord,
-    /// `Some` while the task is pending or running on this instance.
-    pub(crate) live: Option<L>,
+/// A finished record in the window's eviction queue: its id, when it ended (what purging goes
+/// by) and the handle that finished, so that eviction neither reads the (by then cold) record
+/// nor takes a replacement held under the same id.
+struct Finished<C> {
+    id: TaskId,
+    ended_at: DateTime<Utc>,
+    value: C,
 }
 
-impl<L> Entry<L> {
-    pub(crate) fn new(record: TaskRecord, live: Option<L>) -> Box<Self> {
-        Box::new(Self { record, live })
-    }
-}
-
-/// The bounded record window.
+/// The bounded index of the records in memory: every pending and running task plus the most
+/// recent finished ones (at most `max_history`, the oldest finished evicted first). It holds a
+/// handle `C` per record (the manager's task cell, which holds the record behind a lock of its
+/// own), so that lookups, eviction and listing never read a record.
 ///
-/// Records are found by id through a hash map; `order` keeps their ids ascending for listing
-/// newest first. Removing the oldest record (the usual case: the oldest finished record goes
-/// first) pops its id; removing another leaves its id in `order` as a tombstone, skipped when
-/// read and dropped once it reaches the front (or when tombstones outnumber live ids), so a
-/// removal never shifts the index.
-pub(crate) struct History<L> {
-    /// Boxed so that an entry is written once and then moved as a pointer.
-    records: IdMap<Box<Entry<L>>>,
-    order: VecDeque<TaskId>,
-    tombstones: usize,
-    finished: VecDeque<TaskId>,
+/// Ids are made in time order, so the index is a deque kept ascending by id and searched from
+/// its nearer end, not a hash map: a new record goes at the back, the oldest finished one leaves
+/// at the front, and a lookup of a recent task ends near the back. Every access stays near the
+/// two ends, which stay in the cache, where a hash map touches a cold bucket at every insert and
+/// eviction. A record removed elsewhere than at the front leaves a tombstone (its id with no
+/// handle), dropped once it reaches the front, or when tombstones outnumber records.
+pub(crate) struct History<C> {
+    records: VecDeque<(TaskId, Option<C>)>,
+    /// Records held (`records` less its tombstones).
+    held: usize,
+    /// Finished records, in the order they finished.
+    finished: VecDeque<Finished<C>>,
     max_history: usize,
 }
 
-impl<L> History<L> {
-    /// Below this many tombstones `order` is never compacted.
+impl<C> History<C> {
+    /// Below this many tombstones `records` is never compacted.
     const MIN_COMPACTION: usize = 1_024;
 
     pub(crate) fn new(max_history: usize) -> Self {
         Self {
-            records: IdMap::default(),
-            order: VecDeque::new(),
-            tombstones: 0,
+            records: VecDeque::new(),
+            held: 0,
             finished: VecDeque::new(),
             max_history,
         }
     }
 
-    /// Adds or replaces an entry; a finished one must then be passed to
-    /// [`Self::mark_finished`].
-    pub(crate) fn insert(&mut self, entry: Box<Entry<L>>) {
-        let id = entry.record.task_id;
-        if self.records.insert(id, entry).is_some() {
-            // A replaced record (a recovered run this window already held: rare) leaves the
-            // finished queue, so that every id there names a finished record and eviction never
-            // reads the record it evicts. A finished replacement is marked again by the caller.
-            self.finished.retain(|other| *other != id);
-            return;
+    /// Where `id` is in `records`, or where it would go. The search gallops from the end `id`
+    /// is nearer to (a running task's id is near the back, the oldest finished one near the
+    /// front), so that it reads a few neighbouring entries, in the cache, instead of bisecting
+    /// the whole deque.
+    fn position(&self, id: TaskId) -> Result<usize, usize> {
+        let len = self.records.len();
+        let key = |at: usize| self.records[at].0;
+        match self.records.back() {
+            None => return Err(0),
+            // A new task's id: the usual case, decided without a search.
+            Some((last, _)) if *last < id => return Err(len),
+            Some(_) => {}
         }
-        // Ids arrive almost in order: a new one goes last; an older one (recovered, or made
-        // just before another thread's) goes to its place, or takes back its own tombstone.
-        if self.order.back().is_none_or(|last| *last < id) {
-            self.order.push_back(id);
-            return;
-        }
-        let at = self.order.partition_point(|other| *other < id);
-        if self.order.get(at) == Some(&id) {
-            self.tombstones -= 1;
+        // Bounds of the range that holds `id`'s place: `key(low) <= id` (or `low` is 0) and
+        // `id < key(high)` (or `high` is `len`), found by doubling steps from one end.
+        let (mut low, mut high) = (0, len);
+        let mut step = 1;
+        if id < key(len / 2) {
+            high = 1;
+            while high < len && key(high) <= id {
+                low = high;
+                high = (high + step).min(len);
+                step *= 2;
+            }
         } else {
-            self.order.insert(at, id);
+            low = len - 1;
+            while low > 0 && key(low) > id {
+                high = low;
+                low = low.saturating_sub(step);
+                step *= 2;
+            }
+        }
+        // The first place in `low..high` whose id is not below `id`.
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if key(mid) < id {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        if low < len && key(low) == id {
+            Ok(low)
+        } else {
+            Err(low)
         }
     }
 
-    pub(crate) fn get(&self, id: TaskId) -> Option<&TaskRecord> {
-        self.records.get(&id).map(|e| &e.record)
+    /// Adds the record `id`, or replaces the one held (returned); a finished one must then be
+    /// passed to [`Self::mark_finished`].
+    pub(crate) fn insert(&mut self, id: TaskId, value: C) -> Option<C> {
+        match self.position(id) {
+            Ok(at) => {
+                let replaced = self.records[at].1.replace(value);
+                if replaced.is_none() {
+                    // It took back its own tombstone.
+                    self.held += 1;
+                }
+                replaced
+            }
+            Err(at) => {
+                // Ids arrive almost in order: an older one (made just before another thread's,
+                // or recovered) goes to its place, near the back.
+                self.records.insert(at, (id, Some(value)));
+                self.held += 1;
+                None
+            }
+        }
     }
 
-    pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut TaskRecord> {
-        self.records.get_mut(&id).map(|e| &mut e.record)
+    pub(crate) fn get(&self, id: TaskId) -> Option<&C> {
+        let at = self.position(id).ok()?;
+        self.records[at].1.as_ref()
     }
 
-    pub(crate) fn entry(&self, id: TaskId) -> Option<&Entry<L>> {
-        self.records.get(&id).map(|e| &**e)
+    /// Every handle, oldest first.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &C> {
+        self.records.iter().filter_map(|(_, value)| value.as_ref())
     }
 
-    pub(crate) fn entry_mut(&mut self, id: TaskId) -> Option<&mut Entry<L>> {
-        self.records.get_mut(&id).map(|e| &mut **e)
-    }
-
-    /// The records of the tasks that are pending or running here (those with a live entry).
-    pub(crate) fn live_records(&self) -> impl Iterator<Item = &TaskRecord> {
+    /// The handles newest first, starting below `before` when given.
+    pub(crate) fn newest_first(&self, before: Option<TaskId>) -> impl Iterator<Item = &C> {
+        let end = before.map_or(self.records.len(), |before| {
+            self.records.partition_point(|(id, _)| *id < before)
+        });
         self.records
-            .values()
-            .filter(|e| e.live.is_some())
-            .map(|e| &e.record)
+            .range(..end)
+            .rev()
+            .filter_map(|(_, value)| value.as_ref())
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.records.len()
+        self.held
     }
 
-    fn remove(&mut self, id: TaskId) -> Option<Box<Entry<L>>> {
-        let record = self.records.remove(&id)?;
-        if self.order.front() == Some(&id) {
-            self.order.pop_front();
-            // Tombstones that reached the front go with it, a few at a time, so that the
-            // compaction below (a pass over the whole index under the manager's lock) is rare.
-            while self.tombstones > 0
-                && let Some(front) = self.order.front()
-                && !self.records.contains_key(front)
-            {
-                self.order.pop_front();
-                self.tombstones -= 1;
-            }
-        } else {
-            self.tombstones += 1;
+    /// Removes record `id` if `is_held` says its handle is the one held.
+    fn remove_if(&mut self, id: TaskId, is_held: impl FnOnce(&C) -> bool) -> Option<C> {
+        let at = self.position(id).ok()?;
+        let slot = &mut self.records[at].1;
+        let value = slot.take_if(|held| is_held(held))?;
+        self.held -= 1;
+        // Tombstones that reached the front go, a few at a time, so that the compaction below
+        // (a pass over the whole index under the manager's lock) is rare.
+        while self
+            .records
+            .front()
+            .is_some_and(|(_, value)| value.is_none())
+        {
+            self.records.pop_front();
         }
-        if self.tombstones >= Self::MIN_COMPACTION && self.tombstones > self.records.len() {
-            let records = &self.records;
-            self.order.retain(|id| records.contains_key(id));
-            self.tombstones = 0;
+        let tombstones = self.records.len() - self.held;
+        if tombstones >= Self::MIN_COMPACTION && tombstones > self.held {
+            self.records.retain(|(_, value)| value.is_some());
         }
-        Some(record)
+        Some(value)
     }
 
-    /// Notes that `id` reached a final state, and hands the oldest finished records beyond the
-    /// bound to `evicted` (so the caller can free them after releasing its lock).
-    pub(crate) fn mark_finished(&mut self, id: TaskId, mut evicted: impl FnMut(Box<Entry<L>>)) {
-        self.finished.push_back(id);
+    /// Notes that record `id`, held as `value`, reached a final state at `ended_at`, and hands
+    /// every handle of the oldest finished records beyond the bound to `evicted` (so the caller
+    /// can free them after releasing its lock); `same` tells whether two handles are one (a
+    /// record replaced since it finished stays).
+    pub(crate) fn mark_finished(
+        &mut self,
+        id: TaskId,
+        ended_at: DateTime<Utc>,
+        value: C,
+        same: impl Fn(&C, &C) -> bool,
+        mut evicted: impl FnMut(TaskId, C),
+    ) {
+        self.finished.push_back(Finished {
+            id,
+            ended_at,
+            value,
+        });
         while self.finished.len() > self.max_history {
             let Some(oldest) = self.finished.pop_front() else {
                 break;
             };
-            // One lookup of a record that is cold by now, and no read of the record itself:
-            // only finished records are queued here (see `insert`).
-            if let Some(entry) = self.remove(oldest) {
-                evicted(entry);
+            if let Some(held) = self.remove_if(oldest.id, |held| same(held, &oldest.value)) {
+                evicted(oldest.id, held);
             }
+            evicted(oldest.id, oldest.value);
         }
     }
 
-    /// Removes finished records that ended before `cutoff`; returns them.
-    #[allow(
-        clippy::vec_box,
-        reason = "entries live boxed in the window; moving the box avoids copying the record"
-    )]
-    pub(crate) fn purge(&mut self, cutoff: DateTime<Utc>) -> Vec<Box<Entry<L>>> {
-        let old: std::collections::HashSet<TaskId> = self
-            .records
-            .values()
-            .map(|e| &e.record)
-            .filter(|r| r.status.is_finished() && r.end_time.unwrap_or(r.created_at) < cutoff)
-            .map(|r| r.task_id)
-            .collect();
-        self.finished.retain(|id| !old.contains(id));
-        old.iter().filter_map(|id| self.remove(*id)).collect()
-    }
-
-    /// Records newest first.
-    fn newest_first(&self) -> impl Iterator<Item = &TaskRecord> {
-        self.order.iter().rev().filter_map(|id| self.get(*id))
-    }
-
-    pub(crate) fn list(&self, filter: &TaskFilter) -> ListPage {
-        page_of(self.newest_first(), filter)
-    }
-
-    pub(crate) fn metrics(&self, filter: &TaskFilter) -> Metrics {
-        metrics_of(
-            self.records
-                .values()
-                .map(|e| &e.record)
-                .filter(|r| filter.matches(r)),
-        )
+    /// Removes the finished records that ended before `cutoff`; returns their handles.
+    pub(crate) fn purge(
+        &mut self,
+        cutoff: DateTime<Utc>,
+        same: impl Fn(&C, &C) -> bool,
+    ) -> Vec<(TaskId, C)> {
+        let (old, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.finished)
+            .into_iter()
+            .partition(|f| f.ended_at < cutoff);
+        self.finished = kept;
+        old.into_iter()
+            .filter_map(|f| {
+                self.remove_if(f.id, |held| same(held, &f.value))
+                    .map(|held| (f.id, held))
+            })
+            .collect()
     }
 }
 
@@ -476,69 +508,135 @@ pub(crate) fn page_of<'a>(
     newest_first: impl Iterator<Item = &'a TaskRecord>,
     filter: &TaskFilter,
 ) -> ListPage {
-    let after = filter
-        .cursor
-        .as_deref()
-        .and_then(|c| c.parse::<TaskId>().ok());
-    let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
-    let mut tasks: Vec<TaskRecord> = newest_first
-        .filter(|r| after.is_none_or(|a| r.task_id < a) && filter.matches(r))
-        .take(limit + 1)
-        .cloned()
-        .collect();
-    let next_cursor = if tasks.len() > limit {
-        tasks.truncate(limit);
-        tasks.last().map(|r| r.task_id.to_string())
-    } else {
-        None
-    };
-    ListPage { tasks, next_cursor }
+    let mut page = PageFill::new(filter);
+    for record in newest_first {
+        if !page.offer(record) {
+            break;
+        }
+    }
+    page.page()
+}
+
+/// A page being filled with records offered newest first.
+pub(crate) struct PageFill<'f> {
+    filter: &'f TaskFilter,
+    after: Option<TaskId>,
+    limit: usize,
+    tasks: Vec<TaskRecord>,
+}
+
+impl<'f> PageFill<'f> {
+    pub(crate) fn new(filter: &'f TaskFilter) -> Self {
+        Self {
+            filter,
+            after: filter
+                .cursor
+                .as_deref()
+                .and_then(|c| c.parse::<TaskId>().ok()),
+            limit: filter.limit.clamp(1, TaskFilter::MAX_LIMIT),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// The cursor's id: only older records belong on the page.
+    pub(crate) fn after(&self) -> Option<TaskId> {
+        self.after
+    }
+
+    /// Takes `record` if it belongs on the page; `false` once the page is full (one record
+    /// beyond the limit tells that another page follows).
+    pub(crate) fn offer(&mut self, record: &TaskRecord) -> bool {
+        if self.after.is_none_or(|a| record.task_id < a) && self.filter.matches(record) {
+            self.tasks.push(record.clone());
+        }
+        self.tasks.len() <= self.limit
+    }
+
+    pub(crate) fn page(mut self) -> ListPage {
+        let next_cursor = if self.tasks.len() > self.limit {
+            self.tasks.truncate(self.limit);
+            self.tasks.last().map(|r| r.task_id.to_string())
+        } else {
+            None
+        };
+        ListPage {
+            tasks: self.tasks,
+            next_cursor,
+        }
+    }
 }
 
 /// Counts, success rate and durations of `records`.
 pub(crate) fn metrics_of<'a>(records: impl Iterator<Item = &'a TaskRecord>) -> Metrics {
-    let mut by_status: BTreeMap<String, usize> = TaskStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .collect();
-    let mut all = Figures::default();
-    let mut per_name: BTreeMap<String, Figures> = BTreeMap::new();
-    let mut total = 0;
-    for record in records {
-        total += 1;
-        *by_status
+    let mut tally = Tally::default();
+    records.for_each(|record| tally.add(record));
+    tally.metrics()
+}
+
+/// [`Metrics`] being counted, one record at a time.
+#[derive(Default)]
+pub(crate) struct Tally {
+    total: usize,
+    by_status: BTreeMap<String, usize>,
+    all: Figures,
+    per_name: BTreeMap<String, Figures>,
+}
+
+impl Tally {
+    /// Counts `record`.
+    pub(crate) fn add(&mut self, record: &TaskRecord) {
+        self.total += 1;
+        *self
+            .by_status
             .entry(record.status.as_str().to_owned())
             .or_default() += 1;
-        all.add(record);
-        per_name
-            .entry(record.func_name.to_string())
-            .or_default()
-            .add(record);
+        self.all.add(record);
+        match self.per_name.get_mut(&*record.func_name) {
+            Some(figures) => figures.add(record),
+            None => {
+                let mut figures = Figures::default();
+                figures.add(record);
+                self.per_name.insert(record.func_name.to_string(), figures);
+            }
+        }
     }
-    let (success_rate, avg_duration, p95_duration) = all.summary();
-    let by_name = per_name
-        .into_iter()
-        .map(|(name, figures)| {
-            let (total, success, failed) = (figures.total, figures.success, figures.failed);
-            let (success_rate, avg_duration, p95_duration) = figures.summary();
-            let stats = NameStats {
-                total,
-                success,
-                failed,
-                success_rate,
-                avg_duration,
-                p95_duration,
-            };
-            (name, stats)
-        })
-        .collect();
-    Metrics {
-        total,
-        by_status,
-        success_rate,
-        avg_duration,
-        p95_duration,
-        by_name,
+
+    /// The figures of every record counted.
+    pub(crate) fn metrics(self) -> Metrics {
+        let Self {
+            total,
+            mut by_status,
+            all,
+            per_name,
+        } = self;
+        for status in TaskStatus::ALL {
+            by_status.entry(status.as_str().to_owned()).or_default();
+        }
+        let (success_rate, avg_duration, p95_duration) = all.summary();
+        let by_name = per_name
+            .into_iter()
+            .map(|(name, figures)| {
+                let (total, success, failed) = (figures.total, figures.success, figures.failed);
+                let (success_rate, avg_duration, p95_duration) = figures.summary();
+                let stats = NameStats {
+                    total,
+                    success,
+                    failed,
+                    success_rate,
+                    avg_duration,
+                    p95_duration,
+                };
+                (name, stats)
+            })
+            .collect();
+        Metrics {
+            total,
+            by_status,
+            success_rate,
+            avg_duration,
+            p95_duration,
+            by_name,
+        }
     }
 }
 
@@ -583,26 +681,50 @@ impl Figures {
 mod tests {
     use super::*;
 
-    fn record(name: &str, status: TaskStatus) -> Box<Entry<()>> {
+    fn record(name: &str, status: TaskStatus) -> TaskRecord {
         let mut r = TaskRecord::pending(TaskId::new(), name, "test");
         r.status = status;
-        Entry::new(r, None)
+        r
     }
 
     /// Inserts `n` new records in `status`; returns their ids, oldest first.
-    fn insert_new(h: &mut History<()>, n: usize, status: TaskStatus) -> Vec<TaskId> {
+    fn insert_new(h: &mut History<TaskRecord>, n: usize, status: TaskStatus) -> Vec<TaskId> {
         (0..n)
             .map(|_| {
                 let r = record("a", status);
-                let id = r.record.task_id;
-                h.insert(r);
+                let id = r.task_id;
+                h.insert(id, r);
                 id
             })
             .collect()
     }
 
-    fn listed(h: &History<()>) -> Vec<TaskId> {
-        h.list(&TaskFilter::new().limit(TaskFilter::MAX_LIMIT))
+    /// Marks record `id` finished; returns the ids of the records evicted.
+    fn finish(h: &mut History<TaskRecord>, id: TaskId) -> Vec<TaskId> {
+        finish_at(h, id, Utc::now())
+    }
+
+    fn finish_at(h: &mut History<TaskRecord>, id: TaskId, at: DateTime<Utc>) -> Vec<TaskId> {
+        let mut record = h.get(id).cloned().expect("held");
+        record.status = TaskStatus::Success;
+        let mut evicted = Vec::new();
+        h.mark_finished(id, at, record, same, |id, held: TaskRecord| {
+            if held.status != TaskStatus::Success {
+                evicted.push(id);
+            }
+        });
+        evicted
+    }
+
+    /// Handles are the same when the records are of one run (the test's replacement changes
+    /// the state).
+    fn same(a: &TaskRecord, b: &TaskRecord) -> bool {
+        a.task_id == b.task_id && a.created_at == b.created_at
+    }
+
+    fn listed(h: &History<TaskRecord>) -> Vec<TaskId> {
+        let filter = TaskFilter::new().limit(TaskFilter::MAX_LIMIT);
+        page_of(h.newest_first(None), &filter)
             .tasks
             .iter()
             .map(|r| r.task_id)
@@ -612,8 +734,8 @@ mod tests {
     #[test]
     fn lists_newest_first_through_removals_and_late_inserts() {
         let mut rng = fastrand::Rng::with_seed(11);
-        let mut h = History::<()>::new(usize::MAX);
-        let made: Vec<Box<Entry<()>>> = (0..3_000)
+        let mut h = History::<TaskRecord>::new(usize::MAX);
+        let made: Vec<TaskRecord> = (0..3_000)
             .map(|_| record("a", TaskStatus::Success))
             .collect();
         let mut held = std::collections::BTreeSet::new();
@@ -623,20 +745,20 @@ mod tests {
             if rng.u8(..5) == 0 {
                 later.push(r);
             } else {
-                held.insert(r.record.task_id);
-                h.insert(r);
+                held.insert(r.task_id);
+                h.insert(r.task_id, r);
             }
             if rng.u8(..3) == 0
                 && let Some(&gone) = held.iter().nth(rng.usize(..held.len()))
             {
                 held.remove(&gone);
-                assert!(h.remove(gone).is_some());
+                assert!(h.remove_if(gone, |_| true).is_some());
             }
             if rng.u8(..7) == 0
                 && let Some(r) = later.pop()
             {
-                held.insert(r.record.task_id);
-                h.insert(r);
+                held.insert(r.task_id);
+                h.insert(r.task_id, r);
             }
         }
         let expected: Vec<TaskId> = held
@@ -646,29 +768,64 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(listed(&h), expected);
-        assert!(h.order.len() <= held.len() + History::<()>::MIN_COMPACTION.max(held.len()));
+        assert!(
+            h.records.len() <= held.len() + History::<TaskRecord>::MIN_COMPACTION.max(held.len())
+        );
+        // Listing below an id starts right under it, tombstones and all.
+        let below = expected[10];
+        let under: Vec<TaskId> = h
+            .newest_first(Some(below))
+            .map(|r| r.task_id)
+            .take(5)
+            .collect();
+        assert_eq!(under, expected[11..16]);
         // A removed record that comes back takes its old place once.
         let back = *held.iter().next().expect("records held");
-        let record = h.remove(back).expect("held");
-        h.insert(record);
-        assert_eq!(h.order.iter().filter(|id| **id == back).count(), 1);
+        let record = h.remove_if(back, |_| true).expect("held");
+        h.insert(back, record);
+        assert_eq!(h.records.iter().filter(|(id, _)| *id == back).count(), 1);
+    }
+
+    #[test]
+    fn finds_every_place_as_a_bisection_does() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for len in [0, 1, 2, 3, 7, 64, 1_000] {
+            let mut h = History::<()>::new(usize::MAX);
+            let mut ids: Vec<TaskId> = (0..len).map(|_| TaskId::new()).collect();
+            for id in &ids {
+                h.insert(*id, ());
+            }
+            ids.sort();
+            // Every held id, ids next to them on either side, and newer ones.
+            let mut probes = ids.clone();
+            for id in &ids {
+                let bits = u128::from_be_bytes(id.to_bytes());
+                let near = if rng.bool() { bits + 1 } else { bits - 1 };
+                probes.push(TaskId::from_bytes(near.to_be_bytes()));
+            }
+            probes.extend((0..50).map(|_| TaskId::new()));
+            for probe in probes {
+                assert_eq!(
+                    h.position(probe),
+                    ids.binary_search(&probe),
+                    "{probe} among {len}"
+                );
+            }
+        }
     }
 
     #[test]
     fn tasks_finishing_out_of_order_leave_no_tombstones_behind() {
-        let mut h = History::<()>::new(100);
+        let mut h = History::<TaskRecord>::new(100);
         let ids = insert_new(&mut h, 5_000, TaskStatus::Running);
         // Each pair finishes in reverse order, as tasks running side by side do.
         for pair in ids.chunks(2) {
             for id in pair.iter().rev() {
-                if let Some(r) = h.get_mut(*id) {
-                    r.status = TaskStatus::Success;
-                }
-                h.mark_finished(*id, drop);
+                finish(&mut h, *id);
                 assert!(
-                    h.order.len() <= h.len() + 1,
+                    h.records.len() <= h.len() + 1,
                     "{} ids indexed for {} records",
-                    h.order.len(),
+                    h.records.len(),
                     h.len()
                 );
             }
@@ -682,63 +839,89 @@ mod tests {
 
     #[test]
     fn a_finished_record_replaced_by_a_running_one_is_not_evicted() {
-        let mut h = History::<()>::new(1);
-        let id = insert_new(&mut h, 1, TaskStatus::Success)[0];
-        h.mark_finished(id, drop);
+        let mut h = History::<TaskRecord>::new(1);
+        let id = insert_new(&mut h, 1, TaskStatus::Running)[0];
+        finish(&mut h, id);
         let mut again = record("a", TaskStatus::Running);
-        again.record.task_id = id;
-        h.insert(again);
-        for done in insert_new(&mut h, 3, TaskStatus::Success) {
-            h.mark_finished(done, drop);
+        again.task_id = id;
+        assert!(
+            h.insert(id, again).is_some(),
+            "the finished one is replaced"
+        );
+        for done in insert_new(&mut h, 3, TaskStatus::Running) {
+            finish(&mut h, done);
         }
         assert_eq!(h.get(id).map(|r| r.status), Some(TaskStatus::Running));
         assert_eq!(h.len(), 2);
     }
 
     #[test]
-    fn evicts_oldest_finished_first_and_never_live_ones() {
-        let mut h = History::<()>::new(2);
-        let live = record("a", TaskStatus::Running);
-        let live_id = live.record.task_id;
-        h.insert(live);
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let r = record("a", TaskStatus::Pending);
-            ids.push(r.record.task_id);
-            h.insert(r);
-        }
+    fn eviction_hands_over_every_handle_of_the_finished_record() {
+        let mut h = History::<TaskRecord>::new(0);
+        let id = insert_new(&mut h, 1, TaskStatus::Running)[0];
+        let finished = h.get(id).cloned().expect("held");
         let mut evicted = Vec::new();
-        for id in &ids {
-            if let Some(r) = h.get_mut(*id) {
-                r.status = TaskStatus::Success;
-            }
-            h.mark_finished(*id, |r| evicted.push(r));
-        }
+        h.mark_finished(id, Utc::now(), finished, same, |id, handle| {
+            evicted.push((id, handle.status));
+        });
         assert_eq!(
-            evicted.iter().map(|r| r.record.task_id).collect::<Vec<_>>(),
-            vec![ids[0]]
+            evicted,
+            [(id, TaskStatus::Running), (id, TaskStatus::Running)],
+            "the held handle, then the finished queue's"
         );
+        assert_eq!(h.len(), 0);
+    }
+
+    #[test]
+    fn evicts_oldest_finished_first_and_never_live_ones() {
+        let mut h = History::<TaskRecord>::new(2);
+        let live_id = insert_new(&mut h, 1, TaskStatus::Running)[0];
+        let ids = insert_new(&mut h, 3, TaskStatus::Pending);
+        let evicted: Vec<TaskId> = ids.iter().flat_map(|id| finish(&mut h, *id)).collect();
+        assert_eq!(evicted, vec![ids[0]]);
         assert!(h.get(live_id).is_some());
         assert_eq!(h.len(), 3);
+        assert_eq!(h.values().count(), 3);
+    }
+
+    #[test]
+    fn purges_records_that_ended_before_the_cutoff() {
+        let mut h = History::<TaskRecord>::new(100);
+        let ids = insert_new(&mut h, 3, TaskStatus::Success);
+        let cutoff = Utc::now();
+        finish_at(&mut h, ids[0], cutoff - chrono::Duration::seconds(10));
+        finish_at(&mut h, ids[1], cutoff);
+        let purged: Vec<TaskId> = h
+            .purge(cutoff, same)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(purged, [ids[0]]);
+        assert!(h.get(ids[0]).is_none());
+        assert!(
+            h.get(ids[1]).is_some() && h.get(ids[2]).is_some(),
+            "newer, and live"
+        );
     }
 
     #[test]
     fn pages_newest_first_with_cursor() {
-        let mut h = History::<()>::new(100);
+        let mut h = History::<TaskRecord>::new(100);
         let ids = insert_new(&mut h, 5, TaskStatus::Pending);
-        let first = h.list(&TaskFilter::new().limit(2));
+        let page = |filter: TaskFilter| page_of(h.newest_first(None), &filter);
+        let first = page(TaskFilter::new().limit(2));
         assert_eq!(
             first.tasks.iter().map(|r| r.task_id).collect::<Vec<_>>(),
             vec![ids[4], ids[3]]
         );
         let cursor = first.next_cursor.expect("more pages");
-        let second = h.list(&TaskFilter::new().limit(2).cursor(cursor));
+        let second = page(TaskFilter::new().limit(2).cursor(cursor));
         assert_eq!(
             second.tasks.iter().map(|r| r.task_id).collect::<Vec<_>>(),
             vec![ids[2], ids[1]]
         );
-        let third = h.list(
-            &TaskFilter::new()
+        let third = page(
+            TaskFilter::new()
                 .limit(2)
                 .cursor(second.next_cursor.expect("more")),
         );
@@ -748,7 +931,7 @@ mod tests {
 
     #[test]
     fn p95_and_rates() {
-        let mut h = History::<()>::new(100);
+        let mut h = History::<TaskRecord>::new(100);
         for i in 1..=20 {
             let mut r = record(
                 "a",
@@ -758,12 +941,13 @@ mod tests {
                     TaskStatus::Success
                 },
             );
-            r.record.duration = Some(f64::from(i));
-            h.insert(r);
+            r.duration = Some(f64::from(i));
+            h.insert(r.task_id, r);
         }
-        let m = h.metrics(&TaskFilter::new());
+        let m = metrics_of(h.values());
         assert_eq!(m.p95_duration, Some(19.0));
         assert_eq!(m.success_rate, Some(0.95));
         assert_eq!(m.by_name["a"].failed, 1);
+        assert_eq!(m.by_status["rejected"], 0, "every state is counted");
     }
 }

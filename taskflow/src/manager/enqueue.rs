@@ -11,25 +11,48 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::storage::MAX_UNSAVED;
-use super::{Factory, Inner, Live, State, TaskManager};
+use super::{Cell, Entry, Factory, Inner, Live, Settle, State, TaskCell, TaskManager};
 use crate::dispatch::{QueueIndex, Waiting};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::few::Few;
-use crate::history::Entry;
 use crate::shared_str::SharedStr;
 use crate::store::Inserted;
 use crate::task::{TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
 
-/// A task about to be enqueued: its record and live entry, made once in the allocation the
-/// history keeps (so that enqueueing moves a pointer, not the record), and when it may start.
+/// A task about to be enqueued: its record and live entry, made once in the cell the window
+/// keeps (so that enqueueing moves a pointer, not the record), and when it may start.
 pub(crate) struct NewTask {
-    pub(crate) entry: Box<Entry<Live>>,
+    cell: Cell,
     /// How long to wait before its first attempt (`delay` or `run_at`).
     wait: Option<Duration>,
     /// When its row was inserted as `running` (see [`Inner::write_ahead_row`]): the start the row
     /// holds.
     written_start: Option<DateTime<Utc>>,
+}
+
+impl NewTask {
+    /// Runs `f` on the task's entry (the cell is not shared yet, so this takes no lock).
+    pub(crate) fn with_entry<R>(&mut self, f: impl FnOnce(&mut Entry) -> R) -> R {
+        TaskCell::with_unshared(&mut self.cell, f)
+    }
+}
+
+/// Why a task was not queued.
+enum Refused {
+    /// Its idempotency key is held by this run.
+    Duplicate(TaskId),
+    /// Its queue is full.
+    Full { queue: SharedStr, max_size: usize },
+}
+
+/// Where a task accepted under the state lock waits.
+struct Queued {
+    id: TaskId,
+    queue: QueueIndex,
+    priority: i32,
+    seq: u64,
+    blocking: bool,
 }
 
 impl Inner {
@@ -72,7 +95,7 @@ impl Inner {
             written_running: false,
         };
         NewTask {
-            entry: Entry::new(record, Some(live)),
+            cell: TaskCell::new(record, Some(live)),
             wait: None,
             written_start: None,
         }
@@ -80,10 +103,10 @@ impl Inner {
 
     /// Whether accepting this task waits for the store: a `persist` task is written first, a key
     /// is reserved there, and a full backlog of unsaved records is flushed first.
-    fn accept_waits(&self, record: &TaskRecord) -> bool {
+    fn accept_waits(&self, task: &mut NewTask) -> bool {
         self.store.is_some()
-            && (record.persist
-                || record.idempotency_key.is_some()
+            && (task
+                .with_entry(|entry| entry.record.persist || entry.record.idempotency_key.is_some())
                 || self.unsaved_len() > MAX_UNSAVED)
     }
 
@@ -99,21 +122,20 @@ impl Inner {
                 self.flush().await?;
             }
             let row = task
-                .entry
-                .record
-                .persist
+                .with_entry(|entry| entry.record.persist)
                 .then(|| self.write_ahead_row(&mut task));
-            let record = &task.entry.record;
+            let (id, key) = task
+                .with_entry(|entry| (entry.record.task_id, entry.record.idempotency_key.clone()));
             let inserted = if let Some(row) = row {
                 stored = true;
                 store
                     .insert(row, self.storage.key_ttl)
                     .await
                     .inspect_err(|_| self.observers.store_error())?
-            } else if let Some(key) = &record.idempotency_key {
+            } else if let Some(key) = &key {
                 stored = true;
                 store
-                    .reserve_key(key, record.task_id, self.storage.key_ttl)
+                    .reserve_key(key, id, self.storage.key_ttl)
                     .await
                     .inspect_err(|_| self.observers.store_error())?
             } else {
@@ -138,11 +160,13 @@ impl Inner {
     /// it back as `pending` if another task took the slot first. Any other task is written as
     /// `pending`.
     fn write_ahead_row(&self, task: &mut NewTask) -> TaskRecord {
-        let mut row = task.entry.record.clone();
+        let (mut row, blocking) = task.with_entry(|entry| {
+            let blocking = entry.live.as_ref().is_some_and(|live| live.blocking);
+            (entry.record.clone(), blocking)
+        });
         if task.wait.is_some() {
             return row;
         }
-        let blocking = task.entry.live.as_ref().is_some_and(|live| live.blocking);
         let mut state = self.state.lock();
         let queue = state.dispatch.index_of(&row.queue);
         if state.accepting && state.dispatch.starts_at_once(queue, blocking) {
@@ -162,89 +186,121 @@ impl Inner {
         // Read before locking, and not taken from the record: a builder may be awaited long
         // after `add` made it, and the store may have taken a while to accept the task.
         let now = crate::clock::now();
-        let written_running = task.written_start.is_some();
-        let (accepted, starts, written_back) = {
+        let written_running = task.written_start.is_some().then(|| Arc::clone(&task.cell));
+        let (accepted, picked) = {
             let mut state = self.state.lock();
             let accepted = self.commit(&mut state, task, stored);
-            let starts = self.pump(&mut state, now);
-            let written_back = match &accepted {
-                Ok(id) if written_running => self.write_back_pending(&mut state, *id),
-                _ => None,
-            };
-            (accepted, starts, written_back)
+            (accepted, self.pump(&mut state))
+        };
+        let starts = self.begin(picked, now);
+        let written_back = match (&accepted, written_running) {
+            (Ok(_), Some(cell)) => self.write_back_pending(&cell),
+            _ => None,
         };
         executor::launch(self, starts);
         (accepted, written_back)
     }
 
-    /// Queues the write that sets task `id` back to `pending` when its row says `running` but it
+    /// Queues the write that sets a task back to `pending` when its row says `running` but it
     /// is still waiting for a slot; returns the write's store number.
-    fn write_back_pending(&self, state: &mut State, id: TaskId) -> Option<u64> {
-        let Entry {
-            record,
-            live: Some(live),
-        } = state.history.entry_mut(id)?
-        else {
-            return None;
-        };
+    fn write_back_pending(&self, cell: &Cell) -> Option<u64> {
+        let mut entry = cell.lock();
+        let (record, live) = entry.live_mut()?;
         if !std::mem::take(&mut live.written_running) {
             return None;
         }
         record.start_time = None;
-        self.queue_save(state, id)
+        self.queue_save(record)
     }
 
     /// Queues a new task under the lock. `stored`: its row or key is already in the store.
     fn commit(self: &Arc<Self>, state: &mut State, task: NewTask, stored: bool) -> Result<TaskId> {
         let NewTask {
-            mut entry,
+            mut cell,
             wait,
             written_start,
         } = task;
-        let Entry { record, live } = &mut *entry;
-        let id = record.task_id;
         if !state.accepting {
             if stored {
                 self.reject(
                     state,
-                    entry,
+                    cell,
                     "the manager shut down before the task was queued".to_owned(),
                 );
             }
             return Err(Error::ShuttingDown);
         }
+        // Everything the entry needs is written while the cell is not shared: no lock.
+        let queued = TaskCell::with_unshared(&mut cell, |entry| {
+            self.prepare(state, entry, wait.is_none(), written_start)
+        });
+        let Queued {
+            id,
+            queue,
+            priority,
+            seq,
+            blocking,
+        } = match queued {
+            Ok(queued) => queued,
+            Err(Refused::Duplicate(holder)) => return Ok(holder),
+            Err(Refused::Full { queue, max_size }) => {
+                self.reject(
+                    state,
+                    cell,
+                    format!("queue `{queue}` is full ({max_size} pending tasks)"),
+                );
+                return Err(Error::QueueFull {
+                    queue: queue.into(),
+                    max_size,
+                });
+            }
+        };
+        let waiting = Waiting {
+            priority,
+            seq,
+            id,
+            blocking,
+            payload: Arc::clone(&cell),
+        };
+        match wait {
+            None => state.dispatch.push_accepted(queue, waiting),
+            Some(wait) => executor::schedule(self, queue, waiting, wait),
+        }
+        state.history.insert(id, cell);
+        Ok(id)
+    }
+
+    /// Takes a place in the task's queue (unless it starts later) and its key, and readies its
+    /// entry to be queued.
+    fn prepare(
+        &self,
+        state: &mut State,
+        entry: &mut Entry,
+        queued_now: bool,
+        written_start: Option<DateTime<Utc>>,
+    ) -> std::result::Result<Queued, Refused> {
+        let Entry { record, live } = entry;
+        let id = record.task_id;
         if self.store.is_none()
             && let Some(key) = &record.idempotency_key
             && let Some(&holder) = state.keys.get(key)
         {
-            return Ok(holder);
+            return Err(Refused::Duplicate(holder));
         }
         let queue = state.dispatch.index_of(&record.queue);
+        if queued_now {
+            state
+                .dispatch
+                .make_room(queue)
+                .map_err(|max_size| Refused::Full {
+                    queue: record.queue.clone(),
+                    max_size,
+                })?;
+        }
         let mut blocking = false;
-        if let Some(live) = live {
+        if let Some(live) = live.as_mut() {
             live.queue = queue;
             blocking = live.blocking;
-        }
-        state.seq += 1;
-        let waiting = Waiting {
-            priority: record.priority,
-            seq: state.seq,
-            id,
-            blocking,
-        };
-        if wait.is_none()
-            && let Err(max_size) = state.dispatch.push(queue, waiting)
-        {
-            let queue = record.queue.clone();
-            self.reject(
-                state,
-                entry,
-                format!("queue `{queue}` is full ({max_size} pending tasks)"),
-            );
-            return Err(Error::QueueFull {
-                queue: queue.into(),
-                max_size,
-            });
         }
         if self.store.is_none()
             && let Some(key) = &record.idempotency_key
@@ -257,25 +313,36 @@ impl Inner {
             record.start_time = Some(start);
             live.written_running = true;
         }
-        state.history.insert(entry);
-        if let Some(wait) = wait {
-            executor::schedule(self, id, waiting, wait);
-        }
-        Ok(id)
+        state.seq += 1;
+        Ok(Queued {
+            id,
+            queue,
+            priority: record.priority,
+            seq: state.seq,
+            blocking,
+        })
     }
 
     /// Records a task that was not accepted as `rejected` (releasing its key in the store).
-    fn reject(&self, state: &mut State, mut entry: Box<Entry<Live>>, reason: String) {
-        entry.live = None;
-        let record = &mut entry.record;
-        let id = record.task_id;
-        record.status = TaskStatus::Rejected;
-        record.end_time = Some(Utc::now());
-        record.error = Some(reason);
-        self.publish_state(record);
-        state.history.insert(entry);
-        self.queue_save(state, id);
-        self.evict(state, id);
+    fn reject(&self, state: &mut State, mut cell: Cell, reason: String) {
+        let now = Utc::now();
+        let id = TaskCell::with_unshared(&mut cell, |entry| {
+            entry.live = None;
+            let record = &mut entry.record;
+            record.status = TaskStatus::Rejected;
+            record.end_time = Some(now);
+            record.error = Some(reason);
+            self.publish_state(record);
+            self.queue_save(record);
+            record.task_id
+        });
+        state.history.insert(id, Arc::clone(&cell));
+        let settle = Settle {
+            id,
+            ended_at: now,
+            key: None,
+        };
+        self.settle(state, &cell, settle);
     }
 }
 
@@ -321,10 +388,15 @@ impl AddBuilder {
         self
     }
 
+    /// Applies `set` to the task's record.
+    fn set_record(self, set: impl FnOnce(&mut TaskRecord)) -> Self {
+        self.set(|task| task.with_entry(|entry| set(&mut entry.record)))
+    }
+
     /// Starts the task no sooner than `at`, `wait` from now.
     fn start_at(self, wait: Duration, at: DateTime<Utc>) -> Self {
         self.set(|task| {
-            task.entry.record.run_at = Some(at);
+            task.with_entry(|entry| entry.record.run_at = Some(at));
             task.wait = Some(wait);
         })
     }
@@ -337,7 +409,7 @@ impl AddBuilder {
     /// See [`AddBuilder`].
     pub fn idempotency_key(self, key: impl Into<String>) -> Self {
         let key = key.into();
-        self.set(|task| task.entry.record.idempotency_key = Some(key))
+        self.set_record(|record| record.idempotency_key = Some(key))
     }
 
     /// Adds key/value tags (filterable in the API and dashboard).
@@ -349,9 +421,8 @@ impl AddBuilder {
         self,
         tags: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        self.set(|task| {
-            task.entry
-                .record
+        self.set_record(|record| {
+            record
                 .tags
                 .extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
         })
@@ -363,7 +434,7 @@ impl AddBuilder {
     ///
     /// See [`AddBuilder`].
     pub fn priority(self, priority: i32) -> Self {
-        self.set(|task| task.entry.record.priority = priority)
+        self.set_record(|record| record.priority = priority)
     }
 
     /// Overrides the task's queue.
@@ -373,7 +444,7 @@ impl AddBuilder {
     /// See [`AddBuilder`].
     pub fn queue(self, queue: impl Into<SharedStr>) -> Self {
         let queue = queue.into();
-        self.set(|task| task.entry.record.queue = queue)
+        self.set_record(|record| record.queue = queue)
     }
 
     /// Starts the task no sooner than `delay` from now.
@@ -461,12 +532,12 @@ impl Future for AddFuture {
                     let AddBuilder { manager, task } = builder
                         .take()
                         .expect("`AddFuture` polled after it resolved");
-                    let task = match task {
+                    let mut task = match task {
                         Ok(task) => task,
                         Err(error) => return Poll::Ready(Err(error)),
                     };
                     let inner = manager.inner;
-                    if !inner.accept_waits(&task.entry.record) {
+                    if !inner.accept_waits(&mut task) {
                         return Poll::Ready(inner.enqueue(task, false).0);
                     }
                     self.0 = AddState::Storing(Box::pin(inner.accept(task)));

@@ -1,14 +1,15 @@
-//! The lock around the manager's [`State`], and what is done after it is released: waking
-//! callers of `wait` and freeing records evicted from the window happen outside the lock, so
-//! the threads finishing and enqueueing tasks hold it for less time.
+//! The lock around the manager's [`State`], and what is done after a lock is released: freeing
+//! the cells evicted from the window happens outside the state lock, and waking callers of
+//! `wait` outside the cell their record came from, so the threads finishing and enqueueing tasks
+//! hold locks for less time.
 
 use std::ops::{Deref, DerefMut};
 
 use tokio::sync::oneshot;
 
-use super::{Live, State};
+use super::State;
+use super::cell::Cell;
 use crate::few::Few;
-use crate::history::Entry;
 use crate::task::TaskRecord;
 
 /// A mutex around [`State`] whose guard delivers the state's [`Outbox`] once it unlocks.
@@ -66,38 +67,43 @@ impl Drop for StateGuard<'_> {
     }
 }
 
-/// What a locked section leaves to do once the lock is released. Delivered when dropped.
+/// What a section under the state lock leaves to do once the lock is released: freeing the cells
+/// evicted from the window (their records are cold by then). Done when dropped.
 #[derive(Default)]
 pub(crate) struct Outbox {
-    /// Final records for callers of `wait` (in a `Vec`, so that the outbox, taken out of the
-    /// state at every unlock, stays small).
-    replies: Vec<(oneshot::Sender<TaskRecord>, TaskRecord)>,
-    /// Records evicted from the window, freed here.
-    evicted: Few<Box<Entry<Live>>>,
+    evicted: Few<Cell>,
 }
 
 impl Outbox {
     fn is_empty(&self) -> bool {
-        self.replies.is_empty() && self.evicted.is_empty()
+        self.evicted.is_empty()
     }
 
-    /// Sends `record` to `waiter` once the lock is released.
-    pub(crate) fn reply(&mut self, waiter: oneshot::Sender<TaskRecord>, record: TaskRecord) {
-        self.replies.push((waiter, record));
-    }
-
-    /// Frees `record` once the lock is released.
-    pub(crate) fn free(&mut self, entry: Box<Entry<Live>>) {
-        self.evicted.push(entry);
+    /// Frees `cell` once the lock is released.
+    pub(crate) fn free(&mut self, cell: Cell) {
+        self.evicted.push(cell);
     }
 }
 
-impl Drop for Outbox {
+/// Final records for callers of `wait`, sent when dropped: drop it after unlocking the cell the
+/// records came from, so that a woken caller does not wait for that lock.
+#[derive(Default)]
+#[must_use = "replies are sent when dropped, after the cell is unlocked"]
+pub(crate) struct Replies(Few<(oneshot::Sender<TaskRecord>, TaskRecord)>);
+
+impl Replies {
+    /// Sends `record` to `waiter` when dropped.
+    pub(crate) fn push(&mut self, waiter: oneshot::Sender<TaskRecord>, record: TaskRecord) {
+        self.0.push((waiter, record));
+    }
+}
+
+impl Drop for Replies {
     fn drop(&mut self) {
-        if self.replies.is_empty() {
+        if self.0.is_empty() {
             return;
         }
-        for (waiter, record) in std::mem::take(&mut self.replies) {
+        for (waiter, record) in std::mem::take(&mut self.0) {
             // An error means the caller stopped waiting: nothing to do.
             let _ = waiter.send(record);
         }
@@ -110,17 +116,16 @@ mod tests {
     use crate::task::TaskId;
 
     #[test]
-    fn an_outbox_delivers_when_dropped() {
+    fn replies_are_sent_when_dropped() {
         let (sender, mut receiver) = oneshot::channel();
         let record = TaskRecord::pending(TaskId::new(), "a", "test");
-        let mut outbox = Outbox::default();
-        outbox.reply(sender, record.clone());
-        outbox.free(Entry::new(record.clone(), None));
+        let mut replies = Replies::default();
+        replies.push(sender, record.clone());
         assert!(
             receiver.try_recv().is_err(),
             "nothing is sent before the drop"
         );
-        drop(outbox);
+        drop(replies);
         assert_eq!(receiver.try_recv().ok(), Some(record));
     }
 }

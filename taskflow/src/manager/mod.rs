@@ -2,6 +2,7 @@
 //! the store integration live in the submodules.
 
 mod builder;
+mod cell;
 mod enqueue;
 mod lock;
 mod storage;
@@ -19,23 +20,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::blocking::BlockingPool;
-use crate::context::TaskContext;
-use crate::dispatch::{Dispatch, QueueConfig, QueueIndex, QueueStats};
+use crate::dispatch::{Dispatch, QueueConfig, QueueStats, Waiting};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::few::Few;
-use crate::history::{Entry, History, ListPage, Metrics, TaskFilter};
+use crate::history::{History, ListPage, Metrics, TaskFilter};
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
-use crate::registry::{Decoder, Registry};
+use crate::registry::Registry;
 use crate::shared_str::SharedStr;
 use crate::store::Store;
-use crate::task::{
-    LogEntry, Task, TaskFailure, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus,
-};
+use crate::task::{LogEntry, Task, TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
 
 pub use builder::TaskManagerBuilder;
+pub(crate) use cell::{Cell, Entry, Factory, Live, TaskCell};
 pub use enqueue::{AddBuilder, AddFuture};
-pub(crate) use lock::{Outbox, StateLock};
+pub(crate) use lock::{Outbox, Replies, StateLock};
 pub(crate) use storage::StorageConfig;
 
 /// Runs and tracks background tasks. Cheap to clone: clones share one manager.
@@ -63,6 +62,9 @@ pub struct TaskManager {
 pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) state: StateLock,
+    /// Records to write to the store, and those being written (locked on its own, possibly
+    /// under a task's cell).
+    pub(crate) unsaved: parking_lot::Mutex<unsaved::Unsaved>,
     pub(crate) blocking: BlockingPool,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) tracker: TaskTracker,
@@ -85,34 +87,38 @@ pub(crate) struct Inner {
     pub(crate) observers: crate::observe::Observers,
 }
 
-/// The mutable state, behind one lock that is never held across an `.await`.
+/// The shared indexes and queues, behind one lock that is never held across an `.await`. The
+/// records themselves are in the tasks' cells.
 pub(crate) struct State {
-    /// Every record in memory, each with its live entry while it is pending or running here.
-    pub(crate) history: History<Live>,
-    pub(crate) dispatch: Dispatch,
+    /// The cell of every record in memory.
+    pub(crate) history: History<Cell>,
+    pub(crate) dispatch: Dispatch<Cell>,
     pub(crate) keys: HashMap<String, TaskId>,
     pub(crate) seq: u64,
     pub(crate) accepting: bool,
-    /// Records to write to the store, and those being written.
-    pub(crate) unsaved: unsaved::Unsaved,
     /// What to do once the lock is released.
     pub(crate) outbox: Outbox,
 }
 
 impl State {
-    /// Forgets the live entry of task `id`, stopping its running attempt if it has one.
-    pub(crate) fn remove_live(&mut self, id: TaskId) -> Option<Live> {
-        take_live(self.history.entry_mut(id)?)
+    /// A task's place in its queue, taking the next arrival number so that equal priorities
+    /// run first in, first out.
+    pub(crate) fn waiting(
+        &mut self,
+        priority: i32,
+        id: TaskId,
+        blocking: bool,
+        cell: Cell,
+    ) -> Waiting<Cell> {
+        self.seq += 1;
+        Waiting {
+            priority,
+            seq: self.seq,
+            id,
+            blocking,
+            payload: cell,
+        }
     }
-}
-
-/// Forgets `entry`'s live part, stopping its running attempt if it has one.
-fn take_live(entry: &mut Entry<Live>) -> Option<Live> {
-    let live = entry.live.take()?;
-    if let Some(attempt) = &live.attempt {
-        attempt.stop();
-    }
-    Some(live)
 }
 
 /// Frees idempotency key `key` in `keys` if run `id` holds it.
@@ -124,42 +130,20 @@ fn release_key(keys: &mut HashMap<String, TaskId>, key: Option<&str>, id: TaskId
     }
 }
 
-/// What a pending or running task needs beyond its record.
-pub(crate) struct Live {
-    pub(crate) queue: QueueIndex,
-    pub(crate) options: TaskOptions,
-    pub(crate) next: Option<TaskRun>,
-    pub(crate) factory: Factory,
-    pub(crate) blocking: bool,
-    /// The running attempt's context, through which it is stopped; `None` while pending.
-    pub(crate) attempt: Option<TaskContext>,
-    pub(crate) parent_span: tracing::Span,
-    /// Callers of [`TaskManager::wait`], sent the final record when the task concludes.
-    pub(crate) waiters: Few<tokio::sync::oneshot::Sender<TaskRecord>>,
-    /// Its row was inserted as `running` (see `enqueue`): its first attempt starts without
-    /// another write.
-    pub(crate) written_running: bool,
+/// What concluding a task under its cell's lock leaves to do: the replies to send once the cell
+/// is unlocked, and the window's part, under the state lock ([`Inner::settle`]).
+pub(crate) struct Concluded {
+    pub(crate) replies: Replies,
+    pub(crate) settle: Settle,
 }
 
-/// How to make the next attempt of a task.
-pub(crate) enum Factory {
-    /// From the typed arguments.
-    Typed(Box<dyn Fn() -> TaskRun + Send + Sync>),
-    /// From stored JSON through the registry.
-    Stored(Decoder, Value),
-    /// An ad-hoc future: one attempt only.
-    Once,
-}
-
-impl Factory {
-    pub(crate) fn make(&self) -> std::result::Result<TaskRun, TaskFailure> {
-        match self {
-            Self::Typed(make) => Ok(make()),
-            Self::Stored(decode, args) => decode(args.clone())
-                .map_err(|e| TaskFailure::permanent(format!("arguments no longer decode: {e}"))),
-            Self::Once => Err(TaskFailure::permanent("an ad-hoc task cannot run again")),
-        }
-    }
+/// The window's part of concluding a task: it is finished (and may be evicted) and, when its
+/// state releases it, its idempotency key is free.
+#[must_use = "a concluded task is settled in the window under the state lock"]
+pub(crate) struct Settle {
+    id: TaskId,
+    ended_at: DateTime<Utc>,
+    key: Option<String>,
 }
 
 impl TaskManager {
@@ -274,8 +258,8 @@ impl TaskManager {
     /// # }
     /// ```
     pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
-        if let Some(record) = self.inner.state.lock().history.get(id).cloned() {
-            return Ok(Some(record));
+        if let Some(cell) = self.inner.cell(id) {
+            return Ok(Some(cell.lock().record.clone()));
         }
         match &self.inner.store {
             Some(store) => Ok(store
@@ -335,15 +319,19 @@ impl TaskManager {
             Store,
         }
         loop {
-            let next = {
-                let mut state = self.inner.state.lock();
-                let accepting = state.accepting;
-                match state.history.entry_mut(id) {
-                    None => Next::Store,
-                    Some(Entry { record, .. }) if record.status.is_finished() => {
+            let (cell, accepting) = {
+                let state = self.inner.state.lock();
+                (state.history.get(id).cloned(), state.accepting)
+            };
+            let next = match cell {
+                None => Next::Store,
+                Some(cell) => {
+                    let mut entry = cell.lock();
+                    let Entry { record, live } = &mut *entry;
+                    if record.status.is_finished() {
                         return Ok(record.clone());
                     }
-                    Some(Entry { record, live }) => match live {
+                    match live {
                         Some(live) => {
                             let (sender, receiver) = tokio::sync::oneshot::channel();
                             live.waiters.push(sender);
@@ -351,7 +339,7 @@ impl TaskManager {
                         }
                         None if !accepting => return Ok(record.clone()),
                         None => Next::Poll,
-                    },
+                    }
                 }
             };
             match next {
@@ -409,32 +397,45 @@ impl TaskManager {
     /// Cancels a task this instance holds in memory; `None` when it holds none with this id.
     fn cancel_local(&self, id: TaskId) -> Option<Result<TaskRecord>> {
         let inner = &self.inner;
-        let mut state = inner.state.lock();
-        let entry = state.history.entry(id)?;
-        let status = entry.record.status;
-        let live = entry.live.as_ref().map(|live| (live.queue, live.blocking));
-        let refusal = match (status, live) {
-            (status, _) if status.is_finished() => Some(Error::InvalidState {
-                id,
-                status,
-                action: "cancel",
-            }),
-            (_, None) => Some(Error::ShuttingDown),
-            (TaskStatus::Running, Some((_, true))) => Some(Error::CannotCancelBlocking(id)),
-            (TaskStatus::Pending, Some((queue, _))) => {
-                state.dispatch.remove(queue, id);
-                None
-            }
-            _ => None,
-        };
-        if let Some(error) = refusal {
-            return Some(Err(error));
-        }
+        let cell = inner.cell(id)?;
         let mut record = None;
-        inner.conclude(&mut state, id, TaskStatus::Cancelled, Utc::now(), |r| {
-            r.error = Some("cancelled".to_owned());
-            record = Some(r.clone());
-        });
+        let (concluded, waiting_in) = {
+            let mut entry = cell.lock();
+            let status = entry.record.status;
+            let live = entry.live.as_ref().map(|live| (live.queue, live.blocking));
+            let refusal = match (status, live) {
+                (status, _) if status.is_finished() => Some(Error::InvalidState {
+                    id,
+                    status,
+                    action: "cancel",
+                }),
+                (_, None) => Some(Error::ShuttingDown),
+                (TaskStatus::Running, Some((_, true))) => Some(Error::CannotCancelBlocking(id)),
+                _ => None,
+            };
+            if let Some(error) = refusal {
+                return Some(Err(error));
+            }
+            let waiting_in = live
+                .filter(|_| status == TaskStatus::Pending)
+                .map(|(queue, _)| queue);
+            let concluded = inner.conclude(&mut entry, TaskStatus::Cancelled, Utc::now(), |r| {
+                r.error = Some("cancelled".to_owned());
+                record = Some(r.clone());
+            });
+            (concluded, waiting_in)
+        };
+        let Concluded { replies, settle } = concluded;
+        drop(replies);
+        {
+            // Concluded first, so that whoever takes it from its queue meanwhile finds it no
+            // longer startable.
+            let mut state = inner.state.lock();
+            if let Some(queue) = waiting_in {
+                state.dispatch.remove(queue, id);
+            }
+            inner.settle(&mut state, &cell, settle);
+        }
         Some(record.ok_or(Error::NotFound(id)))
     }
 
@@ -482,8 +483,10 @@ impl TaskManager {
             .queue(record.queue)
             .priority(record.priority);
         if let Ok(task) = &mut builder.task {
-            task.entry.record.source = SharedStr::from_static("retry");
-            task.entry.record.retry_of = Some(id);
+            task.with_entry(|entry| {
+                entry.record.source = SharedStr::from_static("retry");
+                entry.record.retry_of = Some(id);
+            });
         }
         builder.await
     }
@@ -564,15 +567,17 @@ impl TaskManager {
             }
             None => None,
         };
-        let mut state = self.inner.state.lock();
-        let purged = state.history.purge(cutoff);
-        for Entry { record, .. } in purged.iter().map(|entry| &**entry) {
-            release_key(
-                &mut state.keys,
-                record.idempotency_key.as_deref(),
-                record.task_id,
-            );
-        }
+        let purged = {
+            let mut state = self.inner.state.lock();
+            let purged = state.history.purge(cutoff, Arc::ptr_eq);
+            if !state.keys.is_empty() {
+                for (id, cell) in &purged {
+                    let key = cell.lock().record.idempotency_key.clone();
+                    release_key(&mut state.keys, key.as_deref(), *id);
+                }
+            }
+            purged
+        };
         Ok(stored.unwrap_or(purged.len()))
     }
 
@@ -637,11 +642,12 @@ impl TaskManager {
     /// # }
     /// ```
     pub fn resize_queue(&self, name: &str, config: QueueConfig) {
-        let starts = {
+        let picked = {
             let mut state = self.inner.state.lock();
             state.dispatch.resize(name, config);
-            self.inner.pump(&mut state, Utc::now())
+            self.inner.pump(&mut state)
         };
+        let starts = self.inner.begin(picked, Utc::now());
         executor::launch(&self.inner, starts);
     }
 
@@ -758,23 +764,18 @@ impl TaskManager {
     /// See [`TaskManager`].
     pub async fn shutdown(&self) -> Result<()> {
         let inner = &self.inner;
-        {
+        let live: Vec<Cell> = {
             let mut state = inner.state.lock();
             if !state.accepting {
                 return Ok(());
             }
             state.accepting = false;
             state.dispatch.clear_waiting();
-            let waiting: Vec<TaskId> = state
-                .history
-                .live_records()
-                .filter(|r| r.status == TaskStatus::Pending)
-                .map(|r| r.task_id)
-                .collect();
-            for id in waiting {
-                inner.stop_pending(&mut state, id);
-            }
-        }
+            state.history.values().cloned().collect()
+        };
+        // Nothing is queued or picked from now on; a task picked before may still start, and is
+        // then left to the running attempts' grace period.
+        inner.settle_all(&live, |cell| inner.stop_pending(cell));
         inner.stopping.cancel();
         inner.tracker.close();
         if tokio::time::timeout(inner.shutdown_timeout, inner.tracker.wait())
@@ -785,11 +786,8 @@ impl TaskManager {
                 "aborted after the shutdown grace period of {:?}",
                 inner.shutdown_timeout
             );
-            let mut state = inner.state.lock();
-            let running: Vec<TaskId> = state.history.live_records().map(|r| r.task_id).collect();
-            for id in running {
-                inner.stop_running(&mut state, id, &message);
-            }
+            let running: Vec<Cell> = inner.state.lock().history.values().cloned().collect();
+            inner.settle_all(&running, |cell| inner.stop_running(cell, &message));
         }
         // Aborted async attempts end at their next poll; blocking threads cannot be stopped and
         // are left to finish on their own.
@@ -814,10 +812,11 @@ impl std::fmt::Debug for TaskManager {
 impl Inner {
     /// Appends a log entry to a live task's record (bounded by `max_log_entries`).
     pub(crate) fn append_log(&self, id: TaskId, entry: LogEntry) {
-        let mut state = self.state.lock();
-        let Some(record) = state.history.get_mut(id) else {
+        let Some(cell) = self.cell(id) else {
             return;
         };
+        let mut guard = cell.lock();
+        let record = &mut guard.record;
         let entry = match record.logs.len() {
             n if n < self.max_log_entries => entry,
             n if n == self.max_log_entries => LogEntry::new(
@@ -845,24 +844,23 @@ impl Inner {
             .publish(|| TaskEvent::Lifecycle(LifecycleEvent::of(record)));
     }
 
-    /// Moves a live task to a final state at `now`: updates its record, forgets its live entry
-    /// (which stops a running attempt), releases its idempotency key when the state releases
-    /// keys, and wakes waiters.
+    /// The cell of record `id`, if memory holds it.
+    pub(crate) fn cell(&self, id: TaskId) -> Option<Cell> {
+        self.state.lock().history.get(id).cloned()
+    }
+
+    /// Moves a live task to a final state at `now`, under its cell's lock: updates its record,
+    /// forgets its live entry (which stops a running attempt) and queues the record for the
+    /// store. The caller sends the replies once the cell is unlocked and settles the rest under
+    /// the state lock.
     pub(crate) fn conclude(
         &self,
-        state: &mut State,
-        id: TaskId,
+        entry: &mut Entry,
         status: TaskStatus,
         now: DateTime<Utc>,
         update: impl FnOnce(&mut TaskRecord),
-    ) {
-        let State {
-            history, outbox, ..
-        } = state;
-        let Some(entry) = history.entry_mut(id) else {
-            return;
-        };
-        let waiters = take_live(entry).map_or_else(Few::new, |live| live.waiters);
+    ) -> Concluded {
+        let waiters = entry.take_live().map_or_else(Few::new, |live| live.waiters);
         let record = &mut entry.record;
         record.status = status;
         record.end_time = Some(now);
@@ -871,34 +869,66 @@ impl Inner {
             .map(|start| (now - start).as_seconds_f64().max(0.0));
         update(record);
         self.publish_state(record);
+        let mut replies = Replies::default();
         for waiter in waiters {
-            outbox.reply(waiter, record.clone());
+            replies.push(waiter, record.clone());
         }
+        self.queue_save(record);
+        // Keys are held here only without a store (the store holds them otherwise).
         let key = record
             .idempotency_key
             .clone()
-            .filter(|_| !status.holds_idempotency_key());
-        self.queue_save(state, id);
-        release_key(&mut state.keys, key.as_deref(), id);
-        self.evict(state, id);
+            .filter(|_| self.store.is_none() && !status.holds_idempotency_key());
+        Concluded {
+            replies,
+            settle: Settle {
+                id: record.task_id,
+                ended_at: now,
+                key,
+            },
+        }
     }
 
-    /// Marks `id` finished in the window; evicted records release their keys and are freed
+    /// Settles concluded task `cell` in the window: releases its key if its state released it,
+    /// and marks it finished; records evicted beyond the bound release their keys and are freed
     /// once the lock is released.
-    pub(crate) fn evict(&self, state: &mut State, id: TaskId) {
+    pub(crate) fn settle(&self, state: &mut State, cell: &Cell, settle: Settle) {
         let State {
             history,
             keys,
             outbox,
             ..
         } = state;
-        history.mark_finished(id, |evicted| {
-            // Without keys held, the evicted record (cold in the cache by now) is not read here.
-            if !keys.is_empty() {
-                let record = &evicted.record;
-                release_key(keys, record.idempotency_key.as_deref(), record.task_id);
-            }
-            outbox.free(evicted);
-        });
+        release_key(keys, settle.key.as_deref(), settle.id);
+        history.mark_finished(
+            settle.id,
+            settle.ended_at,
+            Arc::clone(cell),
+            Arc::ptr_eq,
+            |id, evicted| {
+                // Without keys held, the evicted record (cold in the cache by now) is not read.
+                if !keys.is_empty() {
+                    let key = evicted.lock().record.idempotency_key.clone();
+                    release_key(keys, key.as_deref(), id);
+                }
+                outbox.free(evicted);
+            },
+        );
+    }
+
+    /// Runs `stop` on each cell (at shutdown) and settles those it concluded, in one section
+    /// under the state lock.
+    fn settle_all(&self, cells: &[Cell], mut stop: impl FnMut(&Cell) -> Option<Settle>) {
+        let settled: Vec<(&Cell, Settle)> = cells
+            .iter()
+            .filter_map(|cell| stop(cell).map(|settle| (cell, settle)))
+            .collect();
+        if settled.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock();
+        for (cell, settle) in settled {
+            self.settle(&mut state, cell, settle);
+        }
     }
 }

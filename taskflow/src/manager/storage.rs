@@ -15,13 +15,14 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::unsaved::Unsaved;
-use super::{Factory, Inner, Live, State};
+use super::{Cell, Concluded, Entry, Factory, Inner, Live, Settle, State, TaskCell};
 use crate::error::Result;
 use crate::executor;
 use crate::few::Few;
-use crate::history::{Entry, ListPage, Metrics, TaskFilter};
+use crate::history::{ListPage, Metrics, PageFill, Tally, TaskFilter};
+use crate::shared_str::SharedStr;
 use crate::store::Instance;
-use crate::task::{LogEntry, LogLevel, TaskId, TaskRecord, TaskStatus};
+use crate::task::{LogEntry, LogLevel, TaskRecord, TaskStatus};
 
 /// Persistence settings of a manager.
 #[derive(Debug, Clone)]
@@ -69,17 +70,39 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Claimed records adopted per lock acquisition.
 const ADOPT_CHUNK: usize = 1_024;
 
+/// Cells read per lock acquisition when listing the window.
+const LIST_CHUNK: usize = 256;
+
+/// A claimed record made ready to run here (or concluded), before it joins the window.
+struct Adopted {
+    cell: Cell,
+    then: Then,
+}
+
+/// What becomes of an adopted record.
+enum Then {
+    /// It concluded (it cannot run here).
+    Settle(Settle),
+    /// It waits in its queue, from `run_at` on.
+    Queue {
+        queue: SharedStr,
+        priority: i32,
+        blocking: bool,
+        run_at: Option<chrono::DateTime<Utc>>,
+    },
+}
+
 impl Inner {
-    /// Queues `id`'s record for the store: every state of a `persist` task, and the final state
-    /// of any other.
-    pub(crate) fn queue_save(&self, state: &mut State, id: TaskId) -> Option<u64> {
+    /// Queues `record` for the store when it is a state to write: every state of a `persist`
+    /// task, and the final state of any other. Call under the record's cell lock, so that a
+    /// task's states are queued in the order they were reached.
+    pub(crate) fn queue_save(&self, record: &TaskRecord) -> Option<u64> {
         self.store.as_ref()?;
-        let record = state.history.get(id)?;
         let persist = record.persist;
         if !(persist || record.status.is_finished()) {
             return None;
         }
-        let seq = state.unsaved.push(record.clone());
+        let seq = self.unsaved.lock().push(record.clone());
         if persist {
             self.flush_soon.notify_one();
         }
@@ -88,7 +111,7 @@ impl Inner {
 
     /// Writes every queued record to the store. On failure the records stay queued.
     pub(crate) async fn flush(&self) -> Result<()> {
-        let queued = self.state.lock().unsaved.queued();
+        let queued = self.unsaved.lock().queued();
         self.flush_until(|unsaved| unsaved.committed_through() >= queued)
             .await
     }
@@ -111,11 +134,11 @@ impl Inner {
         loop {
             flushed.borrow_and_update();
             let batch = {
-                let mut state = self.state.lock();
-                if written(&state.unsaved) {
+                let mut unsaved = self.unsaved.lock();
+                if written(&unsaved) {
                     return Ok(());
                 }
-                state.unsaved.take()
+                unsaved.take()
             };
             if batch.is_empty() {
                 // Other callers are writing the rest: wait for one of them to finish (after a
@@ -127,10 +150,10 @@ impl Inner {
             }
             let saved = store.save(batch.records()).await;
             {
-                let mut state = self.state.lock();
+                let mut unsaved = self.unsaved.lock();
                 match saved {
-                    Ok(()) => state.unsaved.committed(batch),
-                    Err(_) => state.unsaved.failed(batch),
+                    Ok(()) => unsaved.committed(batch),
+                    Err(_) => unsaved.failed(batch),
                 }
             }
             self.flushed.send_modify(|finished| *finished += 1);
@@ -143,28 +166,80 @@ impl Inner {
 
     /// Records not committed yet (queued or being written).
     pub(crate) fn unsaved_len(&self) -> usize {
-        self.state.lock().unsaved.outstanding()
+        self.unsaved.lock().outstanding()
+    }
+
+    /// One page of the records in memory, newest first; the cells are read a chunk at a time,
+    /// outside the state lock.
+    fn list_local(&self, filter: &TaskFilter) -> ListPage {
+        let mut page = PageFill::new(filter);
+        let mut before = page.after();
+        loop {
+            let chunk: Vec<Cell> = {
+                let state = self.state.lock();
+                state
+                    .history
+                    .newest_first(before)
+                    .take(LIST_CHUNK)
+                    .cloned()
+                    .collect()
+            };
+            for cell in &chunk {
+                let entry = cell.lock();
+                before = Some(entry.record.task_id);
+                if !page.offer(&entry.record) {
+                    return page.page();
+                }
+            }
+            if chunk.len() < LIST_CHUNK {
+                return page.page();
+            }
+        }
+    }
+
+    /// The figures of the records in memory that pass `filter` and `count`.
+    fn tally_local(&self, filter: &TaskFilter, count: impl Fn(&Entry) -> bool) -> Tally {
+        let cells: Vec<Cell> = self.state.lock().history.values().cloned().collect();
+        let mut tally = Tally::default();
+        for cell in &cells {
+            let entry = cell.lock();
+            if count(&entry) && filter.matches(&entry.record) {
+                tally.add(&entry.record);
+            }
+        }
+        tally
     }
 
     pub(crate) async fn list(&self, filter: &TaskFilter) -> Result<ListPage> {
         let Some(store) = &self.store else {
-            return Ok(self.state.lock().history.list(filter));
+            return Ok(self.list_local(filter));
         };
         self.flush().await?;
         let stored = store
             .list(filter)
             .await
             .inspect_err(|_| self.observers.store_error())?;
-        let state = self.state.lock();
-        let local = state.history.list(filter);
+        let local = self.list_local(filter);
         let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
         let more = stored.next_cursor.is_some() || local.next_cursor.is_some();
+        let held: Vec<Option<Cell>> = {
+            let state = self.state.lock();
+            stored
+                .tasks
+                .iter()
+                .map(|record| state.history.get(record.task_id).cloned())
+                .collect()
+        };
         // Memory holds the freshest state of what it holds; the store the rest.
         let mut tasks: Vec<TaskRecord> = stored
             .tasks
             .into_iter()
-            .filter_map(|record| match state.history.get(record.task_id) {
-                Some(fresh) => filter.matches(fresh).then(|| fresh.clone()),
+            .zip(held)
+            .filter_map(|(record, cell)| match cell {
+                Some(cell) => {
+                    let fresh = cell.lock().record.clone();
+                    filter.matches(&fresh).then_some(fresh)
+                }
                 None => Some(record),
             })
             .chain(local.tasks)
@@ -183,7 +258,7 @@ impl Inner {
 
     pub(crate) async fn metrics(&self, filter: &TaskFilter) -> Result<Metrics> {
         let Some(store) = &self.store else {
-            return Ok(self.state.lock().history.metrics(filter));
+            return Ok(self.tally_local(filter, |_| true).metrics());
         };
         self.flush().await?;
         let mut metrics = store
@@ -191,10 +266,11 @@ impl Inner {
             .await
             .inspect_err(|_| self.observers.store_error())?;
         // Live tasks that are not `persist` reach the store only when they finish.
-        let state = self.state.lock();
-        for record in state.history.live_records() {
-            if !record.persist && filter.matches(record) {
-                metrics.count_live(record);
+        let cells: Vec<Cell> = self.state.lock().history.values().cloned().collect();
+        for cell in &cells {
+            let entry = cell.lock();
+            if entry.live.is_some() && !entry.record.persist && filter.matches(&entry.record) {
+                metrics.count_live(&entry.record);
             }
         }
         Ok(metrics)
@@ -208,55 +284,66 @@ impl Inner {
     }
 
     /// At shutdown, a task that has not started: kept pending in the store for the next start
-    /// when it is `persist` (or `requeue_pending` is on), else recorded as interrupted.
-    pub(crate) fn stop_pending(&self, state: &mut State, id: TaskId) {
-        let Some(record) = state.history.get(id) else {
-            return;
+    /// when it is `persist` (or `requeue_pending` is on), else recorded as interrupted. Returns
+    /// what to settle in the window when it concluded.
+    pub(crate) fn stop_pending(&self, cell: &Cell) -> Option<Settle> {
+        let concluded = {
+            let mut entry = cell.lock();
+            if entry.live.is_none() || entry.record.status != TaskStatus::Pending {
+                return None;
+            }
+            if !self.can_keep(&entry.record) {
+                self.conclude(&mut entry, TaskStatus::Interrupted, Utc::now(), |r| {
+                    r.error = Some("not started before shutdown".to_owned());
+                })
+            } else {
+                entry.take_live();
+                let record = &mut entry.record;
+                record.persist = true;
+                self.push_log(
+                    record,
+                    LogEntry::new(LogLevel::Info, "kept pending for the next start"),
+                );
+                self.queue_save(record);
+                return None;
+            }
         };
-        if !self.can_keep(record) {
-            return self.conclude(state, id, TaskStatus::Interrupted, Utc::now(), |r| {
-                r.error = Some("not started before shutdown".to_owned());
-            });
-        }
-        state.remove_live(id);
-        if let Some(record) = state.history.get_mut(id) {
-            record.persist = true;
-            self.push_log(
-                record,
-                LogEntry::new(LogLevel::Info, "kept pending for the next start"),
-            );
-        }
-        self.queue_save(state, id);
+        let Concluded { replies, settle } = concluded;
+        drop(replies);
+        Some(settle)
     }
 
     /// At shutdown, an attempt cut off after the grace period: with `requeue_on_interrupt` and a
-    /// store, kept pending for the next start; else recorded as interrupted.
-    pub(crate) fn stop_running(&self, state: &mut State, id: TaskId, message: &str) {
-        let requeue = state
-            .history
-            .entry(id)
-            .and_then(|entry| entry.live.as_ref())
-            .is_some_and(|live| live.options.requeue_on_interrupt);
-        let keep = requeue && state.history.get(id).is_some_and(|r| self.can_keep(r));
-        if !keep {
-            return self.conclude(state, id, TaskStatus::Interrupted, Utc::now(), |r| {
-                r.error = Some(message.to_owned())
-            });
-        }
-        state.remove_live(id);
-        if let Some(record) = state.history.get_mut(id) {
-            record.status = TaskStatus::Pending;
-            record.persist = true;
-            self.push_log(
-                record,
-                LogEntry::new(
-                    LogLevel::Warn,
-                    format!("{message}; requeued for the next start"),
-                ),
-            );
-            self.publish_state(record);
-        }
-        self.queue_save(state, id);
+    /// store, kept pending for the next start; else recorded as interrupted. Returns what to
+    /// settle in the window when it concluded.
+    pub(crate) fn stop_running(&self, cell: &Cell, message: &str) -> Option<Settle> {
+        let concluded = {
+            let mut entry = cell.lock();
+            let requeue = entry.live.as_ref()?.options.requeue_on_interrupt;
+            if !(requeue && self.can_keep(&entry.record)) {
+                self.conclude(&mut entry, TaskStatus::Interrupted, Utc::now(), |r| {
+                    r.error = Some(message.to_owned());
+                })
+            } else {
+                entry.take_live();
+                let record = &mut entry.record;
+                record.status = TaskStatus::Pending;
+                record.persist = true;
+                self.push_log(
+                    record,
+                    LogEntry::new(
+                        LogLevel::Warn,
+                        format!("{message}; requeued for the next start"),
+                    ),
+                );
+                self.publish_state(record);
+                self.queue_save(record);
+                return None;
+            }
+        };
+        let Concluded { replies, settle } = concluded;
+        drop(replies);
+        Some(settle)
     }
 
     /// The end of shutdown: the last flush, then this instance leaves, so that what it kept is
@@ -287,9 +374,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Takes over a claimed record: runs it here, or records why it cannot run.
-    fn adopt(self: &Arc<Self>, state: &mut State, mut record: TaskRecord) {
-        let id = record.task_id;
+    /// Takes over a claimed record: readies it to run here, or records why it cannot run. No
+    /// lock: its cell is not shared yet.
+    fn adopt(&self, mut record: TaskRecord) -> Adopted {
         let was_running = record.status == TaskStatus::Running;
         record.instance_id = self.instance_id.clone();
         record.persist = true;
@@ -303,59 +390,87 @@ impl Inner {
                 .map(|run| (registration, args, run))
                 .map_err(|e| format!("its stored arguments no longer decode: {e}")),
         };
-        state.history.insert(Entry::new(record, None));
-        let (registration, args, run) = match prepared {
-            Err(error) => {
-                return self.conclude(state, id, TaskStatus::Failed, Utc::now(), |r| {
-                    r.error = Some(error);
-                });
+        let mut cell = TaskCell::new(record, None);
+        let then = TaskCell::with_unshared(&mut cell, |entry| {
+            let conclude = |entry: &mut Entry, status, error: String| {
+                let Concluded { replies, settle } =
+                    self.conclude(entry, status, Utc::now(), |r| r.error = Some(error));
+                drop(replies);
+                Then::Settle(settle)
+            };
+            let (registration, args, run) = match prepared {
+                Err(error) => return conclude(entry, TaskStatus::Failed, error),
+                Ok(ready) => ready,
+            };
+            if was_running && !registration.options().requeue_on_interrupt {
+                let error = "interrupted: the instance running it stopped".to_owned();
+                return conclude(entry, TaskStatus::Interrupted, error);
             }
-            Ok(ready) => ready,
-        };
-        if was_running && !registration.options().requeue_on_interrupt {
-            return self.conclude(state, id, TaskStatus::Interrupted, Utc::now(), |r| {
-                r.error = Some("interrupted: the instance running it stopped".to_owned());
+            let blocking = run.is_blocking();
+            let record = &mut entry.record;
+            if was_running {
+                let message = "interrupted: the instance running it stopped; running it again";
+                self.push_log(record, LogEntry::new(LogLevel::Warn, message));
+            }
+            self.publish_state(record);
+            // A claimed pending row already says all this (the claim moved its owner); only a
+            // requeued running one has news (its log line) to write.
+            if was_running {
+                self.queue_save(record);
+            }
+            let then = Then::Queue {
+                queue: record.queue.clone(),
+                priority: record.priority,
+                blocking,
+                run_at: record.run_at,
+            };
+            entry.live = Some(Live {
+                // Resolved when the task is queued.
+                queue: crate::dispatch::QueueIndex::DEFAULT,
+                options: *registration.options(),
+                next: Some(run),
+                factory: Factory::Stored(registration.decoder(), args),
+                blocking,
+                attempt: None,
+                parent_span: tracing::Span::none(),
+                waiters: Few::new(),
+                written_running: false,
             });
-        }
-        let blocking = run.is_blocking();
-        let Some(record) = state.history.get_mut(id) else {
-            return;
-        };
-        if was_running {
-            let message = "interrupted: the instance running it stopped; running it again";
-            self.push_log(record, LogEntry::new(LogLevel::Warn, message));
-        }
-        self.publish_state(record);
-        let (priority, queue_name, run_at) = (record.priority, record.queue.clone(), record.run_at);
-        let queue = state.dispatch.index_of(&queue_name);
-        state.seq += 1;
-        let waiting = crate::dispatch::Waiting {
-            priority,
-            seq: state.seq,
-            id,
-            blocking,
-        };
-        let Some(entry) = state.history.entry_mut(id) else {
-            return;
-        };
-        entry.live = Some(Live {
-            queue,
-            options: *registration.options(),
-            next: Some(run),
-            factory: Factory::Stored(registration.decoder(), args),
-            blocking,
-            attempt: None,
-            parent_span: tracing::Span::none(),
-            waiters: Few::new(),
-            written_running: false,
+            then
         });
-        // A claimed pending row already says all this (the claim moved its owner); only a
-        // requeued running one has news (its log line) to write.
-        if was_running {
-            self.queue_save(state, id);
-        }
+        Adopted { cell, then }
+    }
+
+    /// Puts an adopted record in the window, and in its queue when it is to run.
+    fn place(self: &Arc<Self>, state: &mut State, adopted: Adopted) {
+        let Adopted { mut cell, then } = adopted;
+        let (id, queued) = TaskCell::with_unshared(&mut cell, |entry| {
+            let id = entry.record.task_id;
+            let Then::Queue {
+                queue,
+                priority,
+                blocking,
+                run_at,
+            } = &then
+            else {
+                return (id, None);
+            };
+            let index = state.dispatch.index_of(queue);
+            if let Some(live) = &mut entry.live {
+                live.queue = index;
+            }
+            (id, Some((index, *priority, *blocking, *run_at)))
+        });
+        state.history.insert(id, Arc::clone(&cell));
+        let Some((queue, priority, blocking, run_at)) = queued else {
+            if let Then::Settle(settle) = then {
+                self.settle(state, &cell, settle);
+            }
+            return;
+        };
+        let waiting = state.waiting(priority, id, blocking, cell);
         match run_at.and_then(|at| (at - Utc::now()).to_std().ok()) {
-            Some(wait) if !wait.is_zero() => executor::schedule(self, id, waiting, wait),
+            Some(wait) if !wait.is_zero() => executor::schedule(self, queue, waiting, wait),
             _ => state.dispatch.push_accepted(queue, waiting),
         }
     }
@@ -378,13 +493,19 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<usize> {
     let count = claimed.len();
     let mut claimed = claimed.into_iter().peekable();
     while claimed.peek().is_some() {
-        let starts = {
+        let adopted: Vec<Adopted> = claimed
+            .by_ref()
+            .take(ADOPT_CHUNK)
+            .map(|record| inner.adopt(record))
+            .collect();
+        let picked = {
             let mut state = inner.state.lock();
-            for record in claimed.by_ref().take(ADOPT_CHUNK) {
-                inner.adopt(&mut state, record);
+            for adopted in adopted {
+                inner.place(&mut state, adopted);
             }
-            inner.pump(&mut state, Utc::now())
+            inner.pump(&mut state)
         };
+        let starts = inner.begin(picked, Utc::now());
         executor::launch(inner, starts);
     }
     if count > 0 {

@@ -53,7 +53,7 @@ pub(crate) fn trace_parent() -> Option<String> {
 }
 
 /// Makes the trace stored with task `id` (its `trace_parent`) the OpenTelemetry parent of `span`,
-/// the span of one of its attempts. Call with the state lock released. Does nothing without the
+/// the span of one of its attempts. Call with no lock held. Does nothing without the
 /// `opentelemetry` feature.
 pub(crate) fn continue_trace(span: &tracing::Span, inner: &Inner, id: TaskId) {
     #[cfg(feature = "opentelemetry")]
@@ -62,11 +62,8 @@ pub(crate) fn continue_trace(span: &tracing::Span, inner: &Inner, id: TaskId) {
             return;
         }
         let stored = inner
-            .state
-            .lock()
-            .history
-            .get(id)
-            .and_then(|record| record.trace_parent.clone());
+            .cell(id)
+            .and_then(|cell| cell.lock().record.trace_parent.clone());
         if let Some(trace_parent) = stored {
             otel::set_parent(span, &trace_parent);
         }

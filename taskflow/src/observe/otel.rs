@@ -114,8 +114,8 @@ mod tests {
             .await
             .expect("enqueued");
         {
-            let mut state = after.inner.state.lock();
-            let pending = state.history.get_mut(requeued).expect("known");
+            let cell = after.inner.cell(requeued).expect("known");
+            let pending = &mut cell.lock().record;
             assert_eq!(pending.status, TaskStatus::Pending);
             assert_eq!(pending.trace_parent, None, "enqueued outside any trace");
             pending.trace_parent = restored.trace_parent.clone();

@@ -1,0 +1,107 @@
+//! A task's cell: its record and, while it is pending or running here, what running it needs,
+//! behind a lock of its own. A task's own changes (its start, its outcome, its logs, waiting for
+//! it) lock only its cell, so the manager's state lock guards little more than the indexes and
+//! queues, and two threads working on different tasks seldom wait for each other.
+//!
+//! Lock order: the state lock may be held while a cell is locked, never the other way round; a
+//! cell may be held while the store's queue of unsaved records is locked.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::context::TaskContext;
+use crate::dispatch::QueueIndex;
+use crate::few::Few;
+use crate::registry::Decoder;
+use crate::task::{TaskFailure, TaskOptions, TaskRecord, TaskRun};
+
+/// The shared handle on a task's cell: held by the window, by the queue while the task waits,
+/// and by its running attempt.
+pub(crate) type Cell = Arc<TaskCell>;
+
+/// A task's record and live part behind their lock.
+pub(crate) struct TaskCell(parking_lot::Mutex<Entry>);
+
+impl TaskCell {
+    pub(crate) fn new(record: TaskRecord, live: Option<Live>) -> Cell {
+        Arc::new(Self(parking_lot::Mutex::new(Entry { record, live })))
+    }
+
+    /// Locks the cell; never hold the guard across an `.await`, nor take the state lock under it.
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, Entry> {
+        self.0.lock()
+    }
+
+    /// Runs `f` on the entry of a cell no one else holds yet (a task being enqueued) without
+    /// locking it; locks it should it be shared after all.
+    pub(crate) fn with_unshared<R>(cell: &mut Cell, f: impl FnOnce(&mut Entry) -> R) -> R {
+        match Arc::get_mut(cell) {
+            Some(unshared) => f(unshared.0.get_mut()),
+            None => f(&mut cell.lock()),
+        }
+    }
+}
+
+/// A record with, while its task is pending or running on this instance, its live part.
+pub(crate) struct Entry {
+    pub(crate) record: TaskRecord,
+    /// `Some` while the task is pending or running on this instance.
+    pub(crate) live: Option<Live>,
+}
+
+impl Entry {
+    /// The record and live part of a task that is pending or running here.
+    pub(crate) fn live_mut(&mut self) -> Option<(&mut TaskRecord, &mut Live)> {
+        let Self { record, live } = self;
+        Some((record, live.as_mut()?))
+    }
+
+    /// Forgets the live part, stopping the running attempt if there is one.
+    pub(crate) fn take_live(&mut self) -> Option<Live> {
+        let live = self.live.take()?;
+        if let Some(attempt) = &live.attempt {
+            attempt.stop();
+        }
+        Some(live)
+    }
+}
+
+/// What a pending or running task needs beyond its record.
+pub(crate) struct Live {
+    pub(crate) queue: QueueIndex,
+    pub(crate) options: TaskOptions,
+    pub(crate) next: Option<TaskRun>,
+    pub(crate) factory: Factory,
+    pub(crate) blocking: bool,
+    /// The running attempt's context, through which it is stopped; `None` while pending.
+    pub(crate) attempt: Option<TaskContext>,
+    pub(crate) parent_span: tracing::Span,
+    /// Callers of [`TaskManager::wait`](super::TaskManager::wait), sent the final record when
+    /// the task concludes.
+    pub(crate) waiters: Few<tokio::sync::oneshot::Sender<TaskRecord>>,
+    /// Its row was inserted as `running` (see `enqueue`): its first attempt starts without
+    /// another write.
+    pub(crate) written_running: bool,
+}
+
+/// How to make the next attempt of a task.
+pub(crate) enum Factory {
+    /// From the typed arguments.
+    Typed(Box<dyn Fn() -> TaskRun + Send + Sync>),
+    /// From stored JSON through the registry.
+    Stored(Decoder, Value),
+    /// An ad-hoc future: one attempt only.
+    Once,
+}
+
+impl Factory {
+    pub(crate) fn make(&self) -> std::result::Result<TaskRun, TaskFailure> {
+        match self {
+            Self::Typed(make) => Ok(make()),
+            Self::Stored(decode, args) => decode(args.clone())
+                .map_err(|e| TaskFailure::permanent(format!("arguments no longer decode: {e}"))),
+            Self::Once => Err(TaskFailure::permanent("an ad-hoc task cannot run again")),
+        }
+    }
+}
