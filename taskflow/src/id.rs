@@ -94,6 +94,11 @@ impl TaskId {
         *self.0.as_bytes()
     }
 
+    /// The id as one number, in the ids' order: a key that compares in one instruction.
+    pub(crate) fn key(self) -> u128 {
+        self.0.as_u128()
+    }
+
     /// The id whose bytes are `bytes` (see [`TaskId::to_bytes`]).
     ///
     /// # Examples

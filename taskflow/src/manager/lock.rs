@@ -71,7 +71,9 @@ impl Drop for StateGuard<'_> {
 /// evicted from the window (their records are cold by then). Done when dropped.
 #[derive(Default)]
 pub(crate) struct Outbox {
-    evicted: Few<Cell>,
+    /// Each evicted record's handles: the eviction queue's and, unless the record was replaced
+    /// since it finished, the window's (most often the same cell).
+    evicted: Few<(Cell, Option<Cell>)>,
 }
 
 impl Outbox {
@@ -79,9 +81,9 @@ impl Outbox {
         self.evicted.is_empty()
     }
 
-    /// Frees `cell` once the lock is released.
-    pub(crate) fn free(&mut self, cell: Cell) {
-        self.evicted.push(cell);
+    /// Drops the handles `finished` and `held` of an evicted record once the lock is released.
+    pub(crate) fn free(&mut self, finished: Cell, held: Option<Cell>) {
+        self.evicted.push((finished, held));
     }
 }
 

@@ -905,13 +905,15 @@ impl Inner {
             settle.ended_at,
             Arc::clone(cell),
             Arc::ptr_eq,
-            |id, evicted| {
+            |id, finished, held| {
                 // Without keys held, the evicted record (cold in the cache by now) is not read.
-                if !keys.is_empty() {
-                    let key = evicted.lock().record.idempotency_key.clone();
+                if let Some(held) = &held
+                    && !keys.is_empty()
+                {
+                    let key = held.lock().record.idempotency_key.clone();
                     release_key(keys, key.as_deref(), id);
                 }
-                outbox.free(evicted);
+                outbox.free(finished, held);
             },
         );
     }
