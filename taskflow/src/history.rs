@@ -314,9 +314,10 @@ struct Finished<C> {
 /// hash map: a new record goes at the back, the oldest finished one leaves from the front, and
 /// a bisection's first steps read the same few entries every time, so that a lookup touches
 /// little beyond them and its target, where a hash map touches a cold bucket at every insert and
-/// eviction (a hash map here ran the in-memory benchmark 7–15% slower, for 11% fewer
-/// instructions). A record removed elsewhere than at the front leaves a tombstone (its id with
-/// no handle), dropped once it reaches the front, or when tombstones outnumber records.
+/// eviction (a hash map here ran the in-memory benchmark 7–17% slower although it executed
+/// fewer instructions; BENCHMARKS.md, session 9). A record removed elsewhere than at the front
+/// leaves a tombstone (its id with no handle), dropped once it reaches the front, or when
+/// tombstones outnumber records.
 pub(crate) struct History<C> {
     /// Each record's id (as its [`TaskId::key`]) and handle, `None` for a tombstone.
     records: VecDeque<(u128, Option<C>)>,
@@ -404,7 +405,8 @@ impl<C> History<C> {
     /// The handles newest first, starting below `before` when given.
     pub(crate) fn newest_first(&self, before: Option<TaskId>) -> impl Iterator<Item = &C> {
         let end = before.map_or(self.records.len(), |before| {
-            self.records.partition_point(|(id, _)| *id < before.key())
+            let before = before.key();
+            self.records.partition_point(|(id, _)| *id < before)
         });
         self.records
             .range(..end)

@@ -115,11 +115,11 @@ impl Default for TaskId {
     }
 }
 
-// Equality, order and hash work on the id as one `u128` (big-endian, so its order is the byte
-// order): one comparison instead of a byte-wise one, on the path of every lookup by id.
+// Equality, order and hash work on the id's `key` (big-endian, so its order is the byte order):
+// one comparison instead of a byte-wise one, on the path of every lookup by id.
 impl PartialEq for TaskId {
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_u128() == other.0.as_u128()
+        self.key() == other.key()
     }
 }
 
@@ -133,13 +133,13 @@ impl PartialOrd for TaskId {
 
 impl Ord for TaskId {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.as_u128().cmp(&other.0.as_u128())
+        self.key().cmp(&other.key())
     }
 }
 
 impl std::hash::Hash for TaskId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u128(self.0.as_u128());
+        state.write_u128(self.key());
     }
 }
 
