@@ -1,5 +1,5 @@
-//! The lock around the manager's [`State`], and what is done after a lock is released: freeing
-//! the cells evicted from the window happens outside the state lock, and waking callers of
+//! The lock around the manager's [`State`], and what is done after a lock is released: letting
+//! go of the cells evicted from the window happens outside the state lock, and waking callers of
 //! `wait` outside the cell their record came from, so the threads finishing and enqueueing tasks
 //! hold locks for less time.
 
@@ -8,7 +8,7 @@ use std::ops::{Deref, DerefMut};
 use tokio::sync::oneshot;
 
 use super::State;
-use super::cell::Cell;
+use super::cell::{Cell, TaskCell};
 use crate::few::Few;
 use crate::task::TaskRecord;
 
@@ -67,8 +67,9 @@ impl Drop for StateGuard<'_> {
     }
 }
 
-/// What a section under the state lock leaves to do once the lock is released: freeing the cells
-/// evicted from the window (their records are cold by then). Done when dropped.
+/// What a section under the state lock leaves to do once the lock is released: letting go of the
+/// cells evicted from the window (their records are cold by then), each kept for reuse when no
+/// one else holds it ([`TaskCell::recycle`]). Done when dropped.
 #[derive(Default)]
 pub(crate) struct Outbox {
     /// Each evicted record's handles: the eviction queue's and, unless the record was replaced
@@ -81,9 +82,21 @@ impl Outbox {
         self.evicted.is_empty()
     }
 
-    /// Drops the handles `finished` and `held` of an evicted record once the lock is released.
+    /// Lets go of the handles `finished` and `held` of an evicted record once the lock is
+    /// released.
     pub(crate) fn free(&mut self, finished: Cell, held: Option<Cell>) {
         self.evicted.push((finished, held));
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        for (finished, held) in std::mem::take(&mut self.evicted) {
+            TaskCell::recycle(finished);
+            if let Some(held) = held {
+                TaskCell::recycle(held);
+            }
+        }
     }
 }
 
