@@ -183,16 +183,20 @@ impl Inner {
     /// store. Returns its id and, for a task inserted as `running` that did not start (another
     /// task took the slot first), the store number of the write that sets it back to `pending`.
     fn enqueue(self: &Arc<Self>, task: NewTask, stored: bool) -> (Result<TaskId>, Option<u64>) {
-        // Read before locking, and not taken from the record: a builder may be awaited long
-        // after `add` made it, and the store may have taken a while to accept the task.
-        let now = crate::clock::now();
         let written_running = task.written_start.is_some().then(|| Arc::clone(&task.cell));
         let (accepted, picked) = {
             let mut state = self.state.lock();
             let accepted = self.commit(&mut state, task, stored);
             (accepted, self.pump(&mut state))
         };
-        let starts = self.begin(picked, now);
+        // The clock is read only when something starts (most tasks of a burst wait for a slot),
+        // and not taken from the record: a builder may be awaited long after `add` made it, and
+        // the store may have taken a while to accept the task.
+        let starts = if picked.is_empty() {
+            executor::Starts::new()
+        } else {
+            self.begin(picked, crate::clock::now())
+        };
         let written_back = match (&accepted, written_running) {
             (Ok(_), Some(cell)) => self.write_back_pending(&cell),
             _ => None,
