@@ -7,9 +7,10 @@
 //! cell may be held while the store's queue of unsaved records is locked.
 //!
 //! A cell whose record left the window is kept, on the thread that let it go, for the next task
-//! made there ([`TaskCell::recycle`]): a window of finished records frees as many cells as new
-//! tasks allocate, and the allocator's own lists, sized for small blocks, handle a cell's ~700
-//! bytes with cold writes to the blocks around it (BENCHMARKS.md, session 10).
+//! made there ([`TaskCell::recycle`]). A burst of finished tasks evicts as many cells as the next
+//! burst of new tasks allocates, far more than the few freed blocks of a size glibc keeps at hand
+//! per thread: freeing them and allocating again went through its arena's bins, about 500
+//! instructions and cold writes per task (BENCHMARKS.md, session 10).
 
 use std::cell::RefCell;
 use std::sync::Arc;
