@@ -225,6 +225,32 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_cell_holds_nothing_its_task_logged_or_returned() {
+        let mut finished = record("heavy");
+        finished.logs.push(crate::task::LogEntry::new(
+            crate::task::LogLevel::Info,
+            "x".repeat(10_000),
+        ));
+        finished.tags.insert("user".to_owned(), "7".to_owned());
+        finished.error = Some("boom".to_owned());
+        finished.result = Some(serde_json::json!({ "rows": [1, 2, 3] }));
+        finished.args = Some(serde_json::json!({ "user_id": 7 }));
+        finished.idempotency_key = Some("welcome-7".to_owned());
+        TaskCell::recycle(TaskCell::new(finished, None));
+        SPARE.with(|spare| {
+            let spare = spare.borrow();
+            let kept = spare.last().expect("the cell is kept");
+            let record = &kept.lock().record;
+            assert!(record.logs.is_empty() && record.logs.capacity() == 0);
+            assert!(record.tags.is_empty());
+            assert_eq!(record.error, None);
+            assert_eq!(record.result, None);
+            assert_eq!(record.args, None);
+            assert_eq!(record.idempotency_key, None);
+        });
+    }
+
+    #[test]
     fn a_cell_still_held_elsewhere_is_not_kept() {
         let cell = TaskCell::new(record("held"), None);
         let elsewhere = Arc::clone(&cell);
