@@ -8,7 +8,8 @@ use std::ops::{Deref, DerefMut};
 use tokio::sync::oneshot;
 
 use super::State;
-use super::cell::{Cell, TaskCell};
+use super::cell::Cell;
+use super::spare;
 use crate::few::Few;
 use crate::task::TaskRecord;
 
@@ -69,7 +70,7 @@ impl Drop for StateGuard<'_> {
 
 /// What a section under the state lock leaves to do once the lock is released: letting go of the
 /// cells evicted from the window (their records are cold by then), each kept for reuse when no
-/// one else holds it ([`TaskCell::recycle`]). Done when dropped.
+/// one else holds it ([`spare::keep`]). Done when dropped.
 #[derive(Default)]
 pub(crate) struct Outbox {
     /// Each evicted record's handles: the eviction queue's and, unless the record was replaced
@@ -92,9 +93,9 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         for (finished, held) in std::mem::take(&mut self.evicted) {
-            TaskCell::recycle(finished);
+            spare::keep(finished);
             if let Some(held) = held {
-                TaskCell::recycle(held);
+                spare::keep(held);
             }
         }
     }

@@ -5,6 +5,7 @@ mod builder;
 mod cell;
 mod enqueue;
 mod lock;
+mod spare;
 mod storage;
 mod unsaved;
 
