@@ -147,9 +147,9 @@ impl Inner {
     }
 
     /// Starts the attempts of the tasks `pump` picked (outside the state lock), marking each
-    /// running; a first attempt records `now` (read by the caller, outside the lock) as its start. A
-    /// picked task that can no longer start (cancelled or stopped since it was queued) gives its
-    /// slot back, which may let others start.
+    /// running; a first attempt records `now` (read by the caller, outside the lock) as its
+    /// start. A picked task that can no longer start (cancelled or stopped since it was queued)
+    /// gives its slot back, which may let others start.
     pub(crate) fn begin(self: &Arc<Self>, mut picked: Picked, now: DateTime<Utc>) -> Starts {
         let mut starts = Starts::new();
         loop {
