@@ -1,6 +1,7 @@
 //! Dispatch: `max_concurrent_tasks` is never exceeded, sync tasks run on their own pool while
 //! request handlers stay responsive, named queues limit concurrency and size, priority then FIFO
-//! order, run-time resize, and queue stats.
+//! order, run-time resize, queue stats, and the start and end times of tasks that start at once
+//! or wait for a slot.
 
 mod support;
 
@@ -380,4 +381,37 @@ async fn a_long_run_of_queued_tasks_lets_other_tasks_run() {
         seen.first(),
         seen.last()
     );
+}
+
+/// Takes a little while, so that tasks added behind it wait for the slot.
+#[taskflow::task]
+async fn brief() {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_starts_after_it_was_created_and_ends_after_it_started() {
+    // One slot: the first task starts inside its `add`, the others from the finish before them.
+    let manager = TaskManager::builder()
+        .max_concurrent_tasks(1)
+        .build()
+        .await
+        .expect("builds");
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(manager.add(Brief {}).await.expect("enqueued"));
+    }
+    for id in ids {
+        let record = manager.wait(id).await.expect("finishes");
+        assert_eq!(record.status, TaskStatus::Success);
+        let start = record.start_time.expect("a start time");
+        let end = record.end_time.expect("an end time");
+        assert!(record.created_at <= start, "{record:?}");
+        assert!(start <= end, "{record:?}");
+        let duration = record.duration.expect("a duration");
+        let between = (end - start).as_seconds_f64();
+        assert!((duration - between).abs() < 1e-6, "{record:?}");
+        assert!(duration >= 0.002, "it slept 2 ms: {record:?}");
+    }
+    manager.shutdown().await.expect("shuts down");
 }
