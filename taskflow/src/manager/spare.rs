@@ -38,10 +38,11 @@ pub(super) fn take() -> Option<Cell> {
     SPARE
         .try_with(|spare| {
             let mut spare = spare.borrow_mut();
-            if spare.is_empty()
-                && let Some(mut batch) = DEPOT.lock().pop()
-            {
-                spare.append(&mut batch);
+            if spare.is_empty() {
+                let batch = DEPOT.lock().pop();
+                if let Some(mut batch) = batch {
+                    spare.append(&mut batch);
+                }
             }
             spare.pop()
         })
