@@ -33,7 +33,7 @@ impl TaskCell {
         if let Some(mut cell) = spare::take()
             && let Some(unshared) = Arc::get_mut(&mut cell)
         {
-            *unshared.0.get_mut() = entry;
+            *unshared.entry_mut() = entry;
             return cell;
         }
         Arc::new(Self(parking_lot::Mutex::new(entry)))
@@ -53,7 +53,7 @@ impl TaskCell {
     /// locking it; locks it should it be shared after all.
     pub(crate) fn with_unshared<R>(cell: &mut Cell, f: impl FnOnce(&mut Entry) -> R) -> R {
         match Arc::get_mut(cell) {
-            Some(unshared) => f(unshared.0.get_mut()),
+            Some(unshared) => f(unshared.entry_mut()),
             None => f(&mut cell.lock()),
         }
     }

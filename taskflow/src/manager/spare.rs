@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::cell::{Cell, Entry};
 use crate::task::{Tags, TaskRecord};
@@ -33,13 +34,22 @@ thread_local! {
 /// Batches of spare cells handed over by threads that had more than they made tasks for.
 static DEPOT: parking_lot::Mutex<Vec<Vec<Cell>>> = parking_lot::Mutex::new(Vec::new());
 
+/// How many batches the depot holds, changed under its lock: read without it, so that a thread
+/// with no spares does not take the lock for every task it makes while the depot is empty.
+static DEPOT_BATCHES: AtomicUsize = AtomicUsize::new(0);
+
 /// A spare cell: this thread's most recent, else one of a batch taken from the depot.
 pub(super) fn take() -> Option<Cell> {
     SPARE
         .try_with(|spare| {
             let mut spare = spare.borrow_mut();
-            if spare.is_empty() {
-                let batch = DEPOT.lock().pop();
+            if spare.is_empty() && DEPOT_BATCHES.load(Ordering::Relaxed) > 0 {
+                let batch = {
+                    let mut depot = DEPOT.lock();
+                    let batch = depot.pop();
+                    DEPOT_BATCHES.store(depot.len(), Ordering::Relaxed);
+                    batch
+                };
                 if let Some(mut batch) = batch {
                     spare.append(&mut batch);
                 }
@@ -65,6 +75,7 @@ pub(super) fn keep(mut cell: Cell) {
             let mut depot = DEPOT.lock();
             if depot.len() < MAX_BATCHES {
                 depot.push(batch);
+                DEPOT_BATCHES.store(depot.len(), Ordering::Relaxed);
             } else {
                 drop(depot);
                 drop(batch);
