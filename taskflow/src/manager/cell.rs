@@ -93,9 +93,9 @@ pub(crate) struct Live {
     /// The running attempt's context, through which it is stopped; `None` while pending.
     pub(crate) attempt: Option<TaskContext>,
     pub(crate) parent_span: tracing::Span,
-    /// Callers of [`TaskManager::wait`](super::TaskManager::wait), sent the final record when
-    /// the task concludes.
-    pub(crate) waiters: Few<tokio::sync::oneshot::Sender<TaskRecord>>,
+    /// Callers of [`TaskManager::wait`](super::TaskManager::wait), woken when the task concludes
+    /// (or when this live part is dropped unfinished) to read its record from this cell.
+    pub(crate) waiters: Few<tokio::sync::oneshot::Sender<()>>,
     /// Its row was inserted as `running` (see `enqueue`): its first attempt starts without
     /// another write.
     pub(crate) written_running: bool,

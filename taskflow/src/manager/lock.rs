@@ -11,7 +11,6 @@ use super::State;
 use super::cell::Cell;
 use super::spare;
 use crate::few::Few;
-use crate::task::TaskRecord;
 
 /// A mutex around [`State`] whose guard delivers the state's [`Outbox`] once it unlocks.
 ///
@@ -101,27 +100,25 @@ impl Drop for Outbox {
     }
 }
 
-/// Final records for callers of `wait`, sent when dropped: drop it after unlocking the cell the
-/// records came from, so that a woken caller does not wait for that lock.
+/// Callers of `wait` to wake, woken when dropped: drop it after unlocking the cell their task
+/// concluded in, so that a woken caller, which reads the final record from that cell, does not
+/// wait for the lock.
 #[derive(Default)]
-#[must_use = "replies are sent when dropped, after the cell is unlocked"]
-pub(crate) struct Replies(Few<(oneshot::Sender<TaskRecord>, TaskRecord)>);
+#[must_use = "callers of `wait` are woken when dropped, after the cell is unlocked"]
+pub(crate) struct Replies(Few<oneshot::Sender<()>>);
 
 impl Replies {
-    /// Sends `record` to `waiter` when dropped.
-    pub(crate) fn push(&mut self, waiter: oneshot::Sender<TaskRecord>, record: TaskRecord) {
-        self.0.push((waiter, record));
+    /// Wakes `waiter` when dropped.
+    pub(crate) fn push(&mut self, waiter: oneshot::Sender<()>) {
+        self.0.push(waiter);
     }
 }
 
 impl Drop for Replies {
     fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
-        }
-        for (waiter, record) in std::mem::take(&mut self.0) {
+        for waiter in std::mem::take(&mut self.0) {
             // An error means the caller stopped waiting: nothing to do.
-            let _ = waiter.send(record);
+            let _ = waiter.send(());
         }
     }
 }
@@ -129,19 +126,17 @@ impl Drop for Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::TaskId;
 
     #[test]
-    fn replies_are_sent_when_dropped() {
+    fn waiters_are_woken_when_dropped() {
         let (sender, mut receiver) = oneshot::channel();
-        let record = TaskRecord::pending(TaskId::new(), "a", "test");
         let mut replies = Replies::default();
-        replies.push(sender, record.clone());
+        replies.push(sender);
         assert!(
             receiver.try_recv().is_err(),
-            "nothing is sent before the drop"
+            "no one is woken before the drop"
         );
         drop(replies);
-        assert_eq!(receiver.try_recv().ok(), Some(record));
+        assert_eq!(receiver.try_recv().ok(), Some(()));
     }
 }

@@ -314,45 +314,40 @@ impl TaskManager {
     ///
     /// See [`TaskManager`].
     pub async fn wait(&self, id: TaskId) -> Result<TaskRecord> {
-        enum Next {
-            Wait(tokio::sync::oneshot::Receiver<TaskRecord>),
-            Poll,
-            Store,
-        }
         loop {
             let (cell, accepting) = {
                 let state = self.inner.state.lock();
                 (state.history.get(id).cloned(), state.accepting)
             };
-            let next = match cell {
-                None => Next::Store,
-                Some(cell) => {
-                    let mut entry = cell.lock();
-                    let Entry { record, live } = &mut *entry;
-                    if record.status.is_finished() {
-                        return Ok(record.clone());
+            let Some(cell) = cell else {
+                return self.get(id).await?.ok_or(Error::NotFound(id));
+            };
+            let woken = {
+                let mut entry = cell.lock();
+                let Entry { record, live } = &mut *entry;
+                if record.status.is_finished() {
+                    return Ok(record.clone());
+                }
+                match live {
+                    Some(live) => {
+                        let (sender, woken) = tokio::sync::oneshot::channel();
+                        live.waiters.push(sender);
+                        Some(woken)
                     }
-                    match live {
-                        Some(live) => {
-                            let (sender, receiver) = tokio::sync::oneshot::channel();
-                            live.waiters.push(sender);
-                            Next::Wait(receiver)
-                        }
-                        None if !accepting => return Ok(record.clone()),
-                        None => Next::Poll,
-                    }
+                    None if !accepting => return Ok(record.clone()),
+                    None => None,
                 }
             };
-            match next {
-                // A closed channel means the task left this instance unfinished (kept for the
-                // next start at shutdown): look again.
-                Next::Wait(receiver) => {
-                    if let Ok(record) = receiver.await {
-                        return Ok(record);
-                    }
-                }
-                Next::Poll => tokio::time::sleep(Duration::from_millis(10)).await,
-                Next::Store => return self.get(id).await?.ok_or(Error::NotFound(id)),
+            let Some(woken) = woken else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            // Woken when the task concluded, or when it left this instance unfinished (kept
+            // for the next start at shutdown): then look again.
+            let _ = woken.await;
+            let entry = cell.lock();
+            if entry.record.status.is_finished() {
+                return Ok(entry.record.clone());
             }
         }
     }
@@ -872,7 +867,7 @@ impl Inner {
         self.publish_state(record);
         let mut replies = Replies::default();
         for waiter in waiters {
-            replies.push(waiter, record.clone());
+            replies.push(waiter);
         }
         self.queue_save(record);
         // Keys are held here only without a store (the store holds them otherwise).
