@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::spare;
@@ -17,7 +18,8 @@ use crate::context::TaskContext;
 use crate::dispatch::QueueIndex;
 use crate::few::Few;
 use crate::registry::Decoder;
-use crate::task::{TaskFailure, TaskOptions, TaskRecord, TaskRun};
+use crate::shared_str::SharedStr;
+use crate::task::{TaskFailure, TaskId, TaskOptions, TaskRecord, TaskRun};
 
 /// The shared handle on a task's cell: held by the window, by the queue while the task waits,
 /// and by its running attempt.
@@ -27,16 +29,31 @@ pub(crate) type Cell = Arc<TaskCell>;
 pub(crate) struct TaskCell(parking_lot::Mutex<Entry>);
 
 impl TaskCell {
-    /// A cell holding `record` and `live`: a spare one when there is one.
+    /// A cell holding `record` and `live`.
     pub(crate) fn new(record: TaskRecord, live: Option<Live>) -> Cell {
-        let entry = Entry { record, live };
+        Arc::new(Self(parking_lot::Mutex::new(Entry { record, live })))
+    }
+
+    /// A cell holding the pending record [`TaskRecord::pending_at`] makes, with no live part: a
+    /// spare cell, its record renewed in place, when there is one.
+    pub(crate) fn pending(
+        task_id: TaskId,
+        func_name: SharedStr,
+        instance_id: SharedStr,
+        created_at: DateTime<Utc>,
+    ) -> Cell {
         if let Some(mut cell) = spare::take()
             && let Some(unshared) = Arc::get_mut(&mut cell)
         {
-            *unshared.entry_mut() = entry;
+            let entry = unshared.entry_mut();
+            spare::renew(&mut entry.record, task_id, func_name, instance_id, created_at);
+            entry.live = None;
             return cell;
         }
-        Arc::new(Self(parking_lot::Mutex::new(entry)))
+        Self::new(
+            TaskRecord::pending_at(task_id, func_name, instance_id, created_at),
+            None,
+        )
     }
 
     /// The entry of a cell no one else holds.

@@ -69,33 +69,36 @@ impl Inner {
     ) -> NewTask {
         let now = std::time::SystemTime::now();
         let blocking = first.is_blocking();
-        let mut record = TaskRecord::pending_at(
+        let mut cell = TaskCell::pending(
             TaskId::at(now),
             name,
             self.instance_id.clone(),
             crate::clock::utc(now),
         );
-        record.queue = SharedStr::from_static(options.queue);
-        record.priority = options.priority;
-        record.args = args;
-        record.source = SharedStr::from_static(source);
-        record.executor = SharedStr::from_static(if blocking { "blocking" } else { "async" });
-        record.persist = options.persist && self.store.is_some();
-        record.trace_parent = crate::observe::trace_parent();
-        let live = Live {
-            // Resolved from the record's queue name when the task is queued.
-            queue: QueueIndex::DEFAULT,
-            options,
-            next: Some(first),
-            factory,
-            blocking,
-            attempt: None,
-            parent_span: tracing::Span::current(),
-            waiters: Few::new(),
-            written_running: false,
-        };
+        TaskCell::with_unshared(&mut cell, |entry| {
+            let record = &mut entry.record;
+            record.queue = SharedStr::from_static(options.queue);
+            record.priority = options.priority;
+            record.args = args;
+            record.source = SharedStr::from_static(source);
+            record.executor = SharedStr::from_static(if blocking { "blocking" } else { "async" });
+            record.persist = options.persist && self.store.is_some();
+            record.trace_parent = crate::observe::trace_parent();
+            entry.live = Some(Live {
+                // Resolved from the record's queue name when the task is queued.
+                queue: QueueIndex::DEFAULT,
+                options,
+                next: Some(first),
+                factory,
+                blocking,
+                attempt: None,
+                parent_span: tracing::Span::current(),
+                waiters: Few::new(),
+                written_running: false,
+            });
+        });
         NewTask {
-            cell: TaskCell::new(record, Some(live)),
+            cell,
             wait: None,
             written_start: None,
         }

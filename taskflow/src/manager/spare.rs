@@ -1,7 +1,8 @@
 //! Spare task cells. A cell whose record leaves the window is not freed: once no one else holds
 //! it, what its record holds on the heap is dropped ([`shed`]) and the cell is kept for a task
 //! made later, first on the thread that let it go, then, past [`MAX_SPARE`] there, in a depot
-//! every thread draws from when its own run out.
+//! every thread draws from when its own run out. The new task's record is written over the shed
+//! one in place ([`renew`]), not built apart and moved in.
 //!
 //! A burst of finished tasks evicts as many cells as the next burst of new tasks allocates, far
 //! more than the few freed blocks of a size glibc keeps at hand per thread: freeing them and
@@ -13,8 +14,11 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chrono::{DateTime, Utc};
+
 use super::cell::{Cell, Entry};
-use crate::task::{Tags, TaskRecord};
+use crate::shared_str::SharedStr;
+use crate::task::{Tags, TaskId, TaskRecord, TaskStatus};
 
 /// Cells kept per thread, at most (about 190 KiB).
 const MAX_SPARE: usize = 256;
@@ -125,7 +129,75 @@ fn shed(entry: &mut Entry) {
     *result = None;
     *args = None;
     *logs = Vec::new();
-    *tags = Tags::new();
+    if !tags.is_empty() {
+        *tags = Tags::new();
+    }
+}
+
+/// Makes `record`, in place, the pending record [`TaskRecord::pending_at`] makes. Every field is
+/// named, so that a new one is not forgotten. A shed record's tags are empty and not dropped
+/// again: dropping even an empty map costs a call into its iterator.
+pub(super) fn renew(
+    record: &mut TaskRecord,
+    task_id: TaskId,
+    func_name: SharedStr,
+    instance_id: SharedStr,
+    created_at: DateTime<Utc>,
+) {
+    let TaskRecord {
+        task_id: id,
+        func_name: name,
+        status,
+        created_at: created,
+        start_time,
+        end_time,
+        duration,
+        retries_used,
+        error,
+        stacktrace,
+        logs,
+        tags,
+        source,
+        priority,
+        queue,
+        executor,
+        attempt,
+        idempotency_key,
+        instance_id: instance,
+        result,
+        args,
+        retry_of,
+        run_at,
+        persist,
+        trace_parent,
+    } = record;
+    *id = task_id;
+    *name = func_name;
+    *status = TaskStatus::Pending;
+    *created = created_at;
+    *start_time = None;
+    *end_time = None;
+    *duration = None;
+    *retries_used = 0;
+    *error = None;
+    *stacktrace = None;
+    logs.clear();
+    if !tags.is_empty() {
+        tags.clear();
+    }
+    *source = SharedStr::default();
+    *priority = 0;
+    *queue = SharedStr::default();
+    *executor = SharedStr::default();
+    *attempt = 0;
+    *idempotency_key = None;
+    *instance = instance_id;
+    *result = None;
+    *args = None;
+    *retry_of = None;
+    *run_at = None;
+    *persist = false;
+    *trace_parent = None;
 }
 
 #[cfg(test)]
@@ -134,7 +206,7 @@ mod tests {
     use crate::dispatch::QueueIndex;
     use crate::few::Few;
     use crate::manager::cell::{Factory, Live, TaskCell};
-    use crate::task::{TaskId, TaskOptions};
+    use crate::task::TaskOptions;
 
     fn record(name: &'static str) -> TaskRecord {
         TaskRecord::pending(TaskId::new(), name, "test")
@@ -150,14 +222,66 @@ mod tests {
         let at = Arc::as_ptr(&first);
         keep(first);
         assert_eq!(spare_len(), 1);
-        let next = record("next");
-        let id = next.task_id;
-        let reused = TaskCell::new(next, None);
+        let id = TaskId::new();
+        let now = Utc::now();
+        let reused = TaskCell::pending(id, "next".into(), "test".into(), now);
         assert_eq!(Arc::as_ptr(&reused), at, "the spare cell is reused");
         assert_eq!(spare_len(), 0);
         let entry = reused.lock();
-        assert_eq!(entry.record.task_id, id);
-        assert_eq!(entry.record.func_name.as_str(), "next");
+        assert_eq!(
+            entry.record,
+            TaskRecord::pending_at(id, "next", "test", now),
+            "the reused cell holds the new task's record"
+        );
+        assert!(entry.live.is_none());
+    }
+
+    #[test]
+    fn a_renewed_record_is_the_pending_record_of_a_new_task() {
+        let mut renewed = record("old");
+        renewed.status = TaskStatus::Failed;
+        renewed.start_time = Some(Utc::now());
+        renewed.end_time = Some(Utc::now());
+        renewed.duration = Some(1.5);
+        renewed.retries_used = 2;
+        renewed.error = Some("boom".to_owned());
+        renewed.stacktrace = Some("at x".to_owned());
+        renewed.logs.push(crate::task::LogEntry::new(
+            crate::task::LogLevel::Info,
+            "hi",
+        ));
+        renewed.tags.insert("user".to_owned(), "7".to_owned());
+        renewed.source = "api".into();
+        renewed.priority = 5;
+        renewed.queue = "reports".into();
+        renewed.executor = "async".into();
+        renewed.attempt = 3;
+        renewed.idempotency_key = Some("k".to_owned());
+        renewed.result = Some(serde_json::json!(1));
+        renewed.args = Some(serde_json::json!({ "a": 1 }));
+        renewed.retry_of = Some(TaskId::new());
+        renewed.run_at = Some(Utc::now());
+        renewed.persist = true;
+        renewed.trace_parent = Some("00-ab-cd-01".to_owned());
+        let id = TaskId::new();
+        let now = Utc::now();
+        renew(&mut renewed, id, "new".into(), "instance".into(), now);
+        assert_eq!(
+            renewed,
+            TaskRecord::pending_at(id, "new", "instance", now),
+            "a record renewed unshed is the new record too"
+        );
+        let mut shed_first = Entry {
+            record: record("old"),
+            live: None,
+        };
+        shed_first.record.tags.insert("user".to_owned(), "7".to_owned());
+        shed(&mut shed_first);
+        renew(&mut shed_first.record, id, "new".into(), "instance".into(), now);
+        assert_eq!(
+            shed_first.record,
+            TaskRecord::pending_at(id, "new", "instance", now)
+        );
     }
 
     #[test]
