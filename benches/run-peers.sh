@@ -13,7 +13,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
 echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
-cargo bench -q -p taskflow-benches --bench peers | tee -a "$out"
+cargo bench -q -p taskflow-benches --features peers --bench peers | tee -a "$out"
 # Its own lockfile, its own build directory (under the workspace's, so /target ignores it).
 cargo run -q --release --manifest-path benches/peers/effectum/Cargo.toml \
   --target-dir "${CARGO_TARGET_DIR:-target}/effectum" | tee -a "$out"

@@ -11,7 +11,7 @@
 //! `TASKFLOW_BENCH_SYSTEMS` (a comma-separated list) runs only the systems named.
 //!
 //! ```text
-//! cargo bench -p taskflow-benches --bench peers
+//! cargo bench -p taskflow-benches --features peers --bench peers
 //! ```
 
 use std::path::{Path, PathBuf};
