@@ -381,12 +381,12 @@ impl Inner {
     }
 }
 
-/// Unlocks a concluded task's cell, then sends its replies; the rest is settled under the state
-/// lock.
+/// Unlocks a concluded task's cell, then wakes its callers of `wait`; the rest is settled under
+/// the state lock.
 fn settled(entry: parking_lot::MutexGuard<'_, Entry>, concluded: Concluded) -> After {
     drop(entry);
-    let Concluded { replies, settle } = concluded;
-    drop(replies);
+    let Concluded { waiters, settle } = concluded;
+    drop(waiters);
     After::Settle(settle)
 }
 

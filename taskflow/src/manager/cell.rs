@@ -46,7 +46,13 @@ impl TaskCell {
             && let Some(unshared) = Arc::get_mut(&mut cell)
         {
             let entry = unshared.entry_mut();
-            spare::renew(&mut entry.record, task_id, func_name, instance_id, created_at);
+            spare::renew(
+                &mut entry.record,
+                task_id,
+                func_name,
+                instance_id,
+                created_at,
+            );
             entry.live = None;
             return cell;
         }

@@ -103,18 +103,16 @@ impl Drop for Outbox {
 /// Callers of `wait` to wake, woken when dropped: drop it after unlocking the cell their task
 /// concluded in, so that a woken caller, which reads the final record from that cell, does not
 /// wait for the lock.
-#[derive(Default)]
 #[must_use = "callers of `wait` are woken when dropped, after the cell is unlocked"]
-pub(crate) struct Replies(Few<oneshot::Sender<()>>);
+pub(crate) struct Waiters(Few<oneshot::Sender<()>>);
 
-impl Replies {
-    /// Wakes `waiter` when dropped.
-    pub(crate) fn push(&mut self, waiter: oneshot::Sender<()>) {
-        self.0.push(waiter);
+impl Waiters {
+    pub(crate) fn new(waiters: Few<oneshot::Sender<()>>) -> Self {
+        Self(waiters)
     }
 }
 
-impl Drop for Replies {
+impl Drop for Waiters {
     fn drop(&mut self) {
         for waiter in std::mem::take(&mut self.0) {
             // An error means the caller stopped waiting: nothing to do.
@@ -130,13 +128,12 @@ mod tests {
     #[test]
     fn waiters_are_woken_when_dropped() {
         let (sender, mut receiver) = oneshot::channel();
-        let mut replies = Replies::default();
-        replies.push(sender);
+        let waiters = Waiters::new(Few::one(sender));
         assert!(
             receiver.try_recv().is_err(),
             "no one is woken before the drop"
         );
-        drop(replies);
+        drop(waiters);
         assert_eq!(receiver.try_recv().ok(), Some(()));
     }
 }

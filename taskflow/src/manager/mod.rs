@@ -35,7 +35,7 @@ use crate::task::{LogEntry, Task, TaskId, TaskOptions, TaskRecord, TaskRun, Task
 pub use builder::TaskManagerBuilder;
 pub(crate) use cell::{Cell, Entry, Factory, Live, TaskCell};
 pub use enqueue::{AddBuilder, AddFuture};
-pub(crate) use lock::{Outbox, Replies, StateLock};
+pub(crate) use lock::{Outbox, StateLock, Waiters};
 pub(crate) use storage::StorageConfig;
 
 /// Runs and tracks background tasks. Cheap to clone: clones share one manager.
@@ -131,10 +131,10 @@ fn release_key(keys: &mut HashMap<String, TaskId>, key: Option<&str>, id: TaskId
     }
 }
 
-/// What concluding a task under its cell's lock leaves to do: the replies to send once the cell
-/// is unlocked, and the window's part, under the state lock ([`Inner::settle`]).
+/// What concluding a task under its cell's lock leaves to do: the callers of `wait` to wake once
+/// the cell is unlocked, and the window's part, under the state lock ([`Inner::settle`]).
 pub(crate) struct Concluded {
-    pub(crate) replies: Replies,
+    pub(crate) waiters: Waiters,
     pub(crate) settle: Settle,
 }
 
@@ -421,8 +421,8 @@ impl TaskManager {
             });
             (concluded, waiting_in)
         };
-        let Concluded { replies, settle } = concluded;
-        drop(replies);
+        let Concluded { waiters, settle } = concluded;
+        drop(waiters);
         {
             // Concluded first, so that whoever takes it from its queue meanwhile finds it no
             // longer startable.
@@ -847,8 +847,8 @@ impl Inner {
 
     /// Moves a live task to a final state at `now`, under its cell's lock: updates its record,
     /// forgets its live entry (which stops a running attempt) and queues the record for the
-    /// store. The caller sends the replies once the cell is unlocked and settles the rest under
-    /// the state lock.
+    /// store. The caller wakes the callers of `wait` once the cell is unlocked and settles the
+    /// rest under the state lock.
     pub(crate) fn conclude(
         &self,
         entry: &mut Entry,
@@ -856,7 +856,7 @@ impl Inner {
         now: DateTime<Utc>,
         update: impl FnOnce(&mut TaskRecord),
     ) -> Concluded {
-        let waiters = entry.take_live().map_or_else(Few::new, |live| live.waiters);
+        let waiters = Waiters::new(entry.take_live().map_or_else(Few::new, |live| live.waiters));
         let record = &mut entry.record;
         record.status = status;
         record.end_time = Some(now);
@@ -865,10 +865,6 @@ impl Inner {
             .map(|start| (now - start).as_seconds_f64().max(0.0));
         update(record);
         self.publish_state(record);
-        let mut replies = Replies::default();
-        for waiter in waiters {
-            replies.push(waiter);
-        }
         self.queue_save(record);
         // Keys are held here only without a store (the store holds them otherwise).
         let key = record
@@ -876,7 +872,7 @@ impl Inner {
             .clone()
             .filter(|_| self.store.is_none() && !status.holds_idempotency_key());
         Concluded {
-            replies,
+            waiters,
             settle: Settle {
                 id: record.task_id,
                 ended_at: now,

@@ -275,9 +275,18 @@ mod tests {
             record: record("old"),
             live: None,
         };
-        shed_first.record.tags.insert("user".to_owned(), "7".to_owned());
+        shed_first
+            .record
+            .tags
+            .insert("user".to_owned(), "7".to_owned());
         shed(&mut shed_first);
-        renew(&mut shed_first.record, id, "new".into(), "instance".into(), now);
+        renew(
+            &mut shed_first.record,
+            id,
+            "new".into(),
+            "instance".into(),
+            now,
+        );
         assert_eq!(
             shed_first.record,
             TaskRecord::pending_at(id, "new", "instance", now)

@@ -308,8 +308,8 @@ impl Inner {
                 return None;
             }
         };
-        let Concluded { replies, settle } = concluded;
-        drop(replies);
+        let Concluded { waiters, settle } = concluded;
+        drop(waiters);
         Some(settle)
     }
 
@@ -341,8 +341,8 @@ impl Inner {
                 return None;
             }
         };
-        let Concluded { replies, settle } = concluded;
-        drop(replies);
+        let Concluded { waiters, settle } = concluded;
+        drop(waiters);
         Some(settle)
     }
 
@@ -393,9 +393,9 @@ impl Inner {
         let mut cell = TaskCell::new(record, None);
         let then = TaskCell::with_unshared(&mut cell, |entry| {
             let conclude = |entry: &mut Entry, status, error: String| {
-                let Concluded { replies, settle } =
+                let Concluded { waiters, settle } =
                     self.conclude(entry, status, Utc::now(), |r| r.error = Some(error));
-                drop(replies);
+                drop(waiters);
                 Then::Settle(settle)
             };
             let (registration, args, run) = match prepared {
