@@ -42,6 +42,19 @@ pub(crate) fn utc(time: SystemTime) -> DateTime<Utc> {
     }
 }
 
+/// Seconds from `start` to `end` (negative when `end` is earlier), as `(end - start)` gives
+/// them: two readings of one day, the usual case for a task's start and end, differ by their
+/// times of day alone, without chrono's calendar arithmetic on the dates.
+pub(crate) fn seconds_between(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
+    // `naive_utc`, not `date_naive` or `time`: those add the (zero) offset, with date arithmetic.
+    let (start_utc, end_utc) = (start.naive_utc(), end.naive_utc());
+    if start_utc.date() == end_utc.date() {
+        (end_utc.time() - start_utc.time()).as_seconds_f64()
+    } else {
+        (end - start).as_seconds_f64()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -69,6 +82,30 @@ mod tests {
         times.push(start + Duration::from_secs(SECONDS_PER_DAY));
         for time in times {
             assert_eq!(utc(time), DateTime::<Utc>::from(time), "{time:?}");
+        }
+    }
+
+    #[test]
+    fn seconds_between_match_chrono_within_a_day_and_across_days() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let base = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        for _ in 0..20_000 {
+            let start = base + Duration::from_nanos(rng.u64(..4 * SECONDS_PER_DAY * 1_000_000_000));
+            // From a nanosecond to three days, either way: mostly on the same day.
+            let step = Duration::from_nanos(
+                rng.u64(1..=3 * SECONDS_PER_DAY * 1_000_000_000) >> rng.u32(0..40),
+            );
+            let end = if rng.bool() {
+                start + step
+            } else {
+                start - step
+            };
+            let (start, end) = (utc(start), utc(end));
+            assert_eq!(
+                seconds_between(start, end),
+                (end - start).as_seconds_f64(),
+                "{start} to {end}"
+            );
         }
     }
 

@@ -862,7 +862,7 @@ impl Inner {
         record.end_time = Some(now);
         record.duration = record
             .start_time
-            .map(|start| (now - start).as_seconds_f64().max(0.0));
+            .map(|start| crate::clock::seconds_between(start, now).max(0.0));
         update(record);
         self.publish_state(record);
         self.queue_save(record);
