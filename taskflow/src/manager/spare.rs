@@ -181,7 +181,7 @@ pub(super) fn renew(
     *retries_used = 0;
     *error = None;
     *stacktrace = None;
-    logs.clear();
+    *logs = Vec::new();
     if !tags.is_empty() {
         tags.clear();
     }
@@ -271,6 +271,7 @@ mod tests {
             TaskRecord::pending_at(id, "new", "instance", now),
             "a record renewed unshed is the new record too"
         );
+        assert_eq!(renewed.logs.capacity(), 0, "its old logs are freed");
         let mut shed_first = Entry {
             record: record("old"),
             live: None,
