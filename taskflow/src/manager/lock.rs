@@ -107,6 +107,7 @@ impl Drop for Outbox {
 pub(crate) struct Waiters(Few<oneshot::Sender<()>>);
 
 impl Waiters {
+    /// Wakes each of `waiters` when dropped.
     pub(crate) fn new(waiters: Few<oneshot::Sender<()>>) -> Self {
         Self(waiters)
     }
