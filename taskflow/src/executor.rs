@@ -385,9 +385,7 @@ impl Inner {
 /// the state lock.
 fn settled(entry: parking_lot::MutexGuard<'_, Entry>, concluded: Concluded) -> After {
     drop(entry);
-    let Concluded { waiters, settle } = concluded;
-    drop(waiters);
-    After::Settle(settle)
+    After::Settle(concluded.wake())
 }
 
 /// Puts a waiting task back in its queue after `wait` (a delayed start or a retry wait).

@@ -134,8 +134,18 @@ fn release_key(keys: &mut HashMap<String, TaskId>, key: Option<&str>, id: TaskId
 /// What concluding a task under its cell's lock leaves to do: the callers of `wait` to wake once
 /// the cell is unlocked, and the window's part, under the state lock ([`Inner::settle`]).
 pub(crate) struct Concluded {
-    pub(crate) waiters: Waiters,
-    pub(crate) settle: Settle,
+    waiters: Waiters,
+    settle: Settle,
+}
+
+impl Concluded {
+    /// Wakes the callers of `wait` (call it once the cell is unlocked) and returns the window's
+    /// part, to settle under the state lock.
+    pub(crate) fn wake(self) -> Settle {
+        let Self { waiters, settle } = self;
+        drop(waiters);
+        settle
+    }
 }
 
 /// The window's part of concluding a task: it is finished (and may be evicted) and, when its
@@ -421,8 +431,7 @@ impl TaskManager {
             });
             (concluded, waiting_in)
         };
-        let Concluded { waiters, settle } = concluded;
-        drop(waiters);
+        let settle = concluded.wake();
         {
             // Concluded first, so that whoever takes it from its queue meanwhile finds it no
             // longer startable.

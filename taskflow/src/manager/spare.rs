@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::cell::{Cell, Entry};
 use crate::shared_str::SharedStr;
-use crate::task::{Tags, TaskId, TaskRecord, TaskStatus};
+use crate::task::{TaskId, TaskRecord, TaskStatus};
 
 /// Cells kept per thread, at most (about 190 KiB).
 const MAX_SPARE: usize = 256;
@@ -130,7 +130,7 @@ fn shed(entry: &mut Entry) {
     *args = None;
     *logs = Vec::new();
     if !tags.is_empty() {
-        *tags = Tags::new();
+        tags.clear();
     }
 }
 

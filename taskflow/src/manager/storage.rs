@@ -15,7 +15,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::unsaved::Unsaved;
-use super::{Cell, Concluded, Entry, Factory, Inner, Live, Settle, State, TaskCell};
+use super::{Cell, Entry, Factory, Inner, Live, Settle, State, TaskCell};
 use crate::error::Result;
 use crate::executor;
 use crate::few::Few;
@@ -308,9 +308,7 @@ impl Inner {
                 return None;
             }
         };
-        let Concluded { waiters, settle } = concluded;
-        drop(waiters);
-        Some(settle)
+        Some(concluded.wake())
     }
 
     /// At shutdown, an attempt cut off after the grace period: with `requeue_on_interrupt` and a
@@ -341,9 +339,7 @@ impl Inner {
                 return None;
             }
         };
-        let Concluded { waiters, settle } = concluded;
-        drop(waiters);
-        Some(settle)
+        Some(concluded.wake())
     }
 
     /// The end of shutdown: the last flush, then this instance leaves, so that what it kept is
@@ -393,10 +389,8 @@ impl Inner {
         let mut cell = TaskCell::new(record, None);
         let then = TaskCell::with_unshared(&mut cell, |entry| {
             let conclude = |entry: &mut Entry, status, error: String| {
-                let Concluded { waiters, settle } =
-                    self.conclude(entry, status, Utc::now(), |r| r.error = Some(error));
-                drop(waiters);
-                Then::Settle(settle)
+                let concluded = self.conclude(entry, status, Utc::now(), |r| r.error = Some(error));
+                Then::Settle(concluded.wake())
             };
             let (registration, args, run) = match prepared {
                 Err(error) => return conclude(entry, TaskStatus::Failed, error),
