@@ -352,16 +352,27 @@ impl<P> Dispatch<P> {
     /// it as running.
     pub(crate) fn next(&mut self) -> Option<(QueueIndex, Waiting<P>)> {
         let index = self.best()?;
-        let queue = &mut self.queues[index];
-        let waiting = queue.waiting.pop()?;
-        queue.running += 1;
-        queue.started += 1;
+        let waiting = self.queues[index].waiting.pop()?;
+        Some(self.start(QueueIndex(index), waiting))
+    }
+
+    /// Counts `waiting`, taken from `queue` or never put in it (a new task when
+    /// [`Self::starts_at_once`]), as running.
+    #[inline]
+    pub(crate) fn start(
+        &mut self,
+        queue: QueueIndex,
+        waiting: Waiting<P>,
+    ) -> (QueueIndex, Waiting<P>) {
+        let q = &mut self.queues[queue.0];
+        q.running += 1;
+        q.started += 1;
         if waiting.blocking {
             self.running_blocking += 1;
         } else {
             self.running_async += 1;
         }
-        Some((QueueIndex(index), waiting))
+        (queue, waiting)
     }
 
     /// Whether a new task of `queue` would start as soon as it is queued: there is room for it

@@ -107,7 +107,7 @@ impl Drop for DropFlag {
 }
 
 #[tokio::test]
-async fn a_builder_awaited_later_records_the_start_when_it_is_queued() {
+async fn a_builder_awaited_later_is_created_and_started_when_it_is_queued() {
     let manager = TaskManager::builder().build().await.expect("builds");
     let adding = manager.spawn("held", async {});
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -115,14 +115,32 @@ async fn a_builder_awaited_later_records_the_start_when_it_is_queued() {
     let id = adding.await.expect("accepted");
     let record = manager.wait(id).await.expect("finishes");
     assert!(
-        record.created_at < before_queued,
-        "created when `spawn` was called"
+        record.created_at >= before_queued,
+        "created at {}, when `spawn` made the builder, not when it was queued at {before_queued}",
+        record.created_at
     );
     let started = record.start_time.expect("it ran");
     assert!(
-        started >= before_queued,
-        "started at {started}, before it was queued at {before_queued}"
+        started >= record.created_at,
+        "started at {started}, before it was created at {}",
+        record.created_at
     );
+    manager.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
+async fn ids_follow_the_order_builders_are_awaited_in() {
+    let manager = TaskManager::builder().build().await.expect("builds");
+    let made_first = manager.spawn("first", async {});
+    let made_second = manager.spawn("second", async {});
+    let second = made_second.await.expect("accepted");
+    let first = made_first.await.expect("accepted");
+    assert!(second < first, "the builder awaited first has the older id");
+    let (second, first) = (
+        manager.wait(second).await.expect("finishes"),
+        manager.wait(first).await.expect("finishes"),
+    );
+    assert!(second.created_at <= first.created_at);
     manager.shutdown().await.expect("shuts down");
 }
 

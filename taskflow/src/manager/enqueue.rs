@@ -5,7 +5,7 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -14,7 +14,7 @@ use super::storage::MAX_UNSAVED;
 use super::{Cell, Entry, Factory, Inner, Live, Settle, State, TaskCell, TaskManager};
 use crate::dispatch::{QueueIndex, Waiting};
 use crate::error::{Error, Result};
-use crate::executor;
+use crate::executor::{self, Picked};
 use crate::few::Few;
 use crate::shared_str::SharedStr;
 use crate::store::Inserted;
@@ -38,6 +38,29 @@ impl NewTask {
     }
 }
 
+/// A task's id and creation time, given when it is submitted (its builder awaited), from one
+/// reading of the clock, which is also when it starts if it starts at once.
+#[derive(Clone, Copy)]
+struct Stamp {
+    id: TaskId,
+    at: DateTime<Utc>,
+}
+
+impl Stamp {
+    fn now() -> Self {
+        let now = SystemTime::now();
+        Self {
+            id: TaskId::at(now),
+            at: crate::clock::utc(now),
+        }
+    }
+
+    fn apply(self, record: &mut TaskRecord) {
+        record.task_id = self.id;
+        record.created_at = self.at;
+    }
+}
+
 /// Why a task was not queued.
 enum Refused {
     /// Its idempotency key is held by this run.
@@ -56,8 +79,9 @@ struct Queued {
 }
 
 impl Inner {
-    /// Makes the record and live entry of a new task, created now, with the defaults of its
-    /// declaration; no lock, no I/O.
+    /// Makes the record and live entry of a new task with the defaults of its declaration; no
+    /// lock, no I/O, no clock: its id and creation time are given when it is submitted
+    /// ([`Stamp`]).
     pub(crate) fn new_task(
         &self,
         name: SharedStr,
@@ -67,13 +91,13 @@ impl Inner {
         factory: Factory,
         source: &'static str,
     ) -> NewTask {
-        let now = std::time::SystemTime::now();
         let blocking = first.is_blocking();
+        // Stamped with its id and creation time when it is submitted.
         let mut cell = TaskCell::pending(
-            TaskId::at(now),
+            TaskId::from_bytes([0; 16]),
             name,
             self.instance_id.clone(),
-            crate::clock::utc(now),
+            DateTime::UNIX_EPOCH,
         );
         TaskCell::with_unshared(&mut cell, |entry| {
             let record = &mut entry.record;
@@ -148,7 +172,8 @@ impl Inner {
                 return Ok(holder);
             }
         }
-        let (accepted, written_back) = self.enqueue(task, stored);
+        // Stamped before the store took its while: a task starting now reads the clock again.
+        let (accepted, written_back) = self.enqueue(task, stored, None);
         if let Some(seq) = written_back
             && let Err(error) = self.flush_record(seq).await
         {
@@ -182,23 +207,37 @@ impl Inner {
         row
     }
 
-    /// Queues a new task and starts what can start. `stored`: its row or key is already in the
-    /// store. Returns its id and, for a task inserted as `running` that did not start (another
-    /// task took the slot first), the store number of the write that sets it back to `pending`.
-    fn enqueue(self: &Arc<Self>, task: NewTask, stored: bool) -> (Result<TaskId>, Option<u64>) {
+    /// Queues a new task and starts what can start. `stamp`: the task's id and creation time,
+    /// then also the start of what starts, unless it was stamped before it waited for the store
+    /// (`stored`: its row or key is already in the store). Returns its id and, for a task
+    /// inserted as `running` that did not start (another task took the slot first), the store
+    /// number of the write that sets it back to `pending`.
+    fn enqueue(
+        self: &Arc<Self>,
+        task: NewTask,
+        stored: bool,
+        stamp: Option<Stamp>,
+    ) -> (Result<TaskId>, Option<u64>) {
         let written_running = task.written_start.is_some().then(|| Arc::clone(&task.cell));
         let (accepted, picked) = {
             let mut state = self.state.lock();
-            let accepted = self.commit(&mut state, task, stored);
-            (accepted, self.pump(&mut state))
+            let (accepted, started) = self.commit(&mut state, task, stored, stamp);
+            // A task that started at once was the only one that could.
+            let picked = match started {
+                Some(started) => Picked::one(started),
+                None => self.pump(&mut state),
+            };
+            (accepted, picked)
         };
-        // The clock is read only when something starts (most tasks of a burst wait for a slot),
-        // and not taken from the record: a builder may be awaited long after `add` made it, and
-        // the store may have taken a while to accept the task.
+        // Without a stamp, the clock is read only when something starts (most tasks of a burst
+        // wait for a slot).
         let starts = if picked.is_empty() {
             executor::Starts::new()
         } else {
-            self.begin(picked, crate::clock::now())
+            self.begin(
+                picked,
+                stamp.map_or_else(crate::clock::now, |stamp| stamp.at),
+            )
         };
         let written_back = match (&accepted, written_running) {
             (Ok(_), Some(cell)) => self.write_back_pending(&cell),
@@ -220,8 +259,15 @@ impl Inner {
         self.queue_save(record)
     }
 
-    /// Queues a new task under the lock. `stored`: its row or key is already in the store.
-    fn commit(self: &Arc<Self>, state: &mut State, task: NewTask, stored: bool) -> Result<TaskId> {
+    /// Queues a new task under the lock, or takes its slot at once when it is the next to start
+    /// (then also returned, to begin). `stored`: its row or key is already in the store.
+    fn commit(
+        self: &Arc<Self>,
+        state: &mut State,
+        task: NewTask,
+        stored: bool,
+        stamp: Option<Stamp>,
+    ) -> (Result<TaskId>, Option<(QueueIndex, Waiting<Cell>)>) {
         let NewTask {
             mut cell,
             wait,
@@ -235,10 +281,13 @@ impl Inner {
                     "the manager shut down before the task was queued".to_owned(),
                 );
             }
-            return Err(Error::ShuttingDown);
+            return (Err(Error::ShuttingDown), None);
         }
         // Everything the entry needs is written while the cell is not shared: no lock.
         let queued = TaskCell::with_unshared(&mut cell, |entry| {
+            if let Some(stamp) = stamp {
+                stamp.apply(&mut entry.record);
+            }
             self.prepare(state, entry, wait.is_none(), written_start)
         });
         let Queued {
@@ -249,17 +298,18 @@ impl Inner {
             blocking,
         } = match queued {
             Ok(queued) => queued,
-            Err(Refused::Duplicate(holder)) => return Ok(holder),
+            Err(Refused::Duplicate(holder)) => return (Ok(holder), None),
             Err(Refused::Full { queue, max_size }) => {
                 self.reject(
                     state,
                     cell,
                     format!("queue `{queue}` is full ({max_size} pending tasks)"),
                 );
-                return Err(Error::QueueFull {
+                let full = Error::QueueFull {
                     queue: queue.into(),
                     max_size,
-                });
+                };
+                return (Err(full), None);
             }
         };
         let waiting = Waiting {
@@ -269,12 +319,22 @@ impl Inner {
             blocking,
             payload: Arc::clone(&cell),
         };
-        match wait {
-            None => state.dispatch.push_accepted(queue, waiting),
-            Some(wait) => executor::schedule(self, queue, waiting, wait),
-        }
+        let started = match wait {
+            // Nothing else can start then: the caller need not look for more.
+            None if state.dispatch.starts_at_once(queue, blocking) => {
+                Some(state.dispatch.start(queue, waiting))
+            }
+            None => {
+                state.dispatch.push_accepted(queue, waiting);
+                None
+            }
+            Some(wait) => {
+                executor::schedule(self, queue, waiting, wait);
+                None
+            }
+        };
         state.history.insert(id, cell);
-        Ok(id)
+        (Ok(id), started)
     }
 
     /// Takes a place in the task's queue (unless it starts later) and its key, and readies its
@@ -354,6 +414,10 @@ impl Inner {
 }
 
 /// Enqueue options for one task; `.await` it for the task's id.
+///
+/// The task is enqueued when the builder is awaited: that is when it gets its id and its
+/// `created_at`, so ids follow the order tasks were enqueued in, not the order their builders
+/// were made in.
 ///
 /// # Examples
 ///
@@ -544,9 +608,11 @@ impl Future for AddFuture {
                         Err(error) => return Poll::Ready(Err(error)),
                     };
                     let inner = manager.inner;
+                    let stamp = Stamp::now();
                     if !inner.accept_waits(&mut task) {
-                        return Poll::Ready(inner.enqueue(task, false).0);
+                        return Poll::Ready(inner.enqueue(task, false, Some(stamp)).0);
                     }
+                    task.with_entry(|entry| stamp.apply(&mut entry.record));
                     self.0 = AddState::Storing(Box::pin(inner.accept(task)));
                 }
             }
