@@ -17,10 +17,13 @@
 //! `/enqueue` and `/spawn` stay on an in-memory manager, so their figures do not move with the
 //! store.
 //!
-//! `TASKFLOW_ADDR` overrides the listen address (default `127.0.0.1:8001`).
+//! `TASKFLOW_ADDR` overrides the listen address (default `127.0.0.1:8001`);
+//! `TASKFLOW_BENCH_HISTORY` sets the `/enqueue` manager's `max_history` (default 10,000), e.g. 100
+//! to measure with its window of finished records in cache.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use anyhow::Context as _;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -55,7 +58,14 @@ async fn spawn() -> Json<Value> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let manager = TaskManager::builder().build().await?;
+    let mut builder = TaskManager::builder();
+    if let Ok(history) = std::env::var("TASKFLOW_BENCH_HISTORY") {
+        let history = history
+            .parse()
+            .context("TASKFLOW_BENCH_HISTORY is not a number of records")?;
+        builder = builder.max_history(history);
+    }
+    let manager = builder.build().await?;
     let db = std::env::var_os("TASKFLOW_BENCH_DB").map_or_else(
         || std::env::temp_dir().join("taskflow-bench-server.db"),
         std::path::PathBuf::from,
