@@ -39,7 +39,7 @@ use crate::task::{Task, TaskOptions, TaskRun};
 #[derive(Clone, Copy)]
 pub struct Registration {
     name: &'static str,
-    options: TaskOptions,
+    options: &'static TaskOptions,
     module_path: &'static str,
     file: &'static str,
     line: u32,
@@ -65,7 +65,7 @@ impl Registration {
     pub const fn of<T: Task>(module_path: &'static str, file: &'static str, line: u32) -> Self {
         Self {
             name: T::NAME,
-            options: T::OPTIONS,
+            options: &T::OPTIONS,
             module_path,
             file,
             line,
@@ -83,13 +83,13 @@ impl Registration {
         self.name
     }
 
-    /// The task's options.
+    /// The task's options: its declaration's, which every run of the task shares.
     ///
     /// # Examples
     ///
     /// See [`Registration`].
-    pub fn options(&self) -> &TaskOptions {
-        &self.options
+    pub fn options(&self) -> &'static TaskOptions {
+        self.options
     }
 
     /// The module that declared the task.

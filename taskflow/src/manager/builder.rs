@@ -122,7 +122,7 @@ impl TaskManagerBuilder {
 
     /// Finished records kept in memory (default 10,000); older ones are evicted first.
     ///
-    /// A record takes about 800 bytes plus what its task logged, returned and was given. The
+    /// A record takes about 700 bytes plus what its task logged, returned and was given. The
     /// memory of an evicted record, emptied of those, is kept for a task made later: at most 256
     /// records' worth per thread and 1,024 more shared by the process.
     ///

@@ -109,7 +109,8 @@ impl Entry {
 /// What a pending or running task needs beyond its record.
 pub(crate) struct Live {
     pub(crate) queue: QueueIndex,
-    pub(crate) options: TaskOptions,
+    /// Its declaration's options, shared by every run of the task.
+    pub(crate) options: &'static TaskOptions,
     pub(crate) next: Option<TaskRun>,
     pub(crate) factory: Factory,
     pub(crate) blocking: bool,
@@ -128,8 +129,9 @@ pub(crate) struct Live {
 pub(crate) enum Factory {
     /// From the typed arguments.
     Typed(Box<dyn Fn() -> TaskRun + Send + Sync>),
-    /// From stored JSON through the registry.
-    Stored(Decoder, Value),
+    /// From stored JSON through the registry (boxed: a task declared in this build, the usual
+    /// case, is `Typed`, and a live part holds one of the two).
+    Stored(Decoder, Box<Value>),
     /// An ad-hoc future: one attempt only.
     Once,
 }
@@ -138,7 +140,7 @@ impl Factory {
     pub(crate) fn make(&self) -> std::result::Result<TaskRun, TaskFailure> {
         match self {
             Self::Typed(make) => Ok(make()),
-            Self::Stored(decode, args) => decode(args.clone())
+            Self::Stored(decode, args) => decode(Value::clone(args))
                 .map_err(|e| TaskFailure::permanent(format!("arguments no longer decode: {e}"))),
             Self::Once => Err(TaskFailure::permanent("an ad-hoc task cannot run again")),
         }

@@ -85,7 +85,7 @@ impl Inner {
     pub(crate) fn new_task(
         &self,
         name: SharedStr,
-        options: TaskOptions,
+        options: &'static TaskOptions,
         args: Option<Value>,
         first: TaskRun,
         factory: Factory,

@@ -38,6 +38,9 @@ pub use enqueue::{AddBuilder, AddFuture};
 pub(crate) use lock::{Outbox, StateLock, Waiters};
 pub(crate) use storage::StorageConfig;
 
+/// The options of an ad-hoc future ([`TaskManager::spawn`]): one attempt, no timeout.
+const SPAWNED: TaskOptions = TaskOptions::new();
+
 /// Runs and tracks background tasks. Cheap to clone: clones share one manager.
 ///
 /// # Examples
@@ -207,7 +210,7 @@ impl TaskManager {
                 let first = args.clone().run();
                 self.inner.new_task(
                     SharedStr::from_static(T::NAME),
-                    T::OPTIONS,
+                    &T::OPTIONS,
                     Some(json),
                     first,
                     Factory::Typed(Box::new(move || args.clone().run())),
@@ -242,7 +245,7 @@ impl TaskManager {
     {
         let task = self.inner.new_task(
             SharedStr::from(name.into()),
-            TaskOptions::new(),
+            &SPAWNED,
             None,
             TaskRun::from_future(future),
             Factory::Once,
@@ -530,10 +533,10 @@ impl TaskManager {
                 .map(|first| {
                     self.inner.new_task(
                         SharedStr::from_static(registration.name()),
-                        *registration.options(),
+                        registration.options(),
                         Some(args.clone()),
                         first,
-                        Factory::Stored(registration.decoder(), args),
+                        Factory::Stored(registration.decoder(), Box::new(args)),
                         "task",
                     )
                 }),

@@ -20,13 +20,13 @@ use super::cell::{Cell, Entry};
 use crate::shared_str::SharedStr;
 use crate::task::{TaskId, TaskRecord, TaskStatus};
 
-/// Cells kept per thread, at most (about 190 KiB).
+/// Cells kept per thread, at most (about 160 KiB).
 const MAX_SPARE: usize = 256;
 
 /// Cells a thread hands to the depot at once, the oldest it keeps, when it has [`MAX_SPARE`].
 const BATCH: usize = MAX_SPARE / 2;
 
-/// Batches the depot keeps, at most (about 750 KiB for the process); beyond it a batch handed
+/// Batches the depot keeps, at most (about 640 KiB for the process); beyond it a batch handed
 /// over is freed.
 const MAX_BATCHES: usize = 8;
 
@@ -360,7 +360,7 @@ mod tests {
         let (waiter, mut waiting) = tokio::sync::oneshot::channel();
         let live = Live {
             queue: QueueIndex::DEFAULT,
-            options: TaskOptions::new(),
+            options: &const { TaskOptions::new() },
             next: None,
             factory: Factory::Once,
             blocking: false,

@@ -421,9 +421,9 @@ impl Inner {
             entry.live = Some(Live {
                 // Resolved when the task is queued.
                 queue: crate::dispatch::QueueIndex::DEFAULT,
-                options: *registration.options(),
+                options: registration.options(),
                 next: Some(run),
-                factory: Factory::Stored(registration.decoder(), args),
+                factory: Factory::Stored(registration.decoder(), Box::new(args)),
                 blocking,
                 attempt: None,
                 parent_span: tracing::Span::none(),
