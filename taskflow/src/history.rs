@@ -301,8 +301,22 @@ pub struct NameStats {
 /// nor takes a replacement held under the same id.
 struct Finished<C> {
     id: TaskId,
+    /// Where the record was expected in the window when it finished.
+    place: Place,
     ended_at: DateTime<Utc>,
     value: C,
+}
+
+/// Where a record is expected in the window's index: its place counted from the first record
+/// the window ever held, so that evicting it finds it without a bisection. A place goes stale
+/// when an older record is added before it or tombstones are compacted; a lookup then finds
+/// another id there and bisects instead, so a stale place costs a probe, never a wrong record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Place(u64);
+
+impl Place {
+    /// A place that is never found: the record is bisected for.
+    pub(crate) const UNKNOWN: Self = Self(u64::MAX);
 }
 
 /// The bounded index of the records in memory: every pending and running task plus the most
@@ -321,6 +335,8 @@ struct Finished<C> {
 pub(crate) struct History<C> {
     /// Each record's id (as its [`TaskId::key`]) and handle, `None` for a tombstone.
     records: VecDeque<(u128, Option<C>)>,
+    /// Entries ever removed from the front of `records`: the [`Place`] of `records[0]`.
+    front: u64,
     /// Records held (`records` less its tombstones).
     held: usize,
     /// Finished records, in the order they finished.
@@ -335,6 +351,7 @@ impl<C> History<C> {
     pub(crate) fn new(max_history: usize) -> Self {
         Self {
             records: VecDeque::new(),
+            front: 0,
             held: 0,
             finished: VecDeque::new(),
             max_history,
@@ -364,6 +381,22 @@ impl<C> History<C> {
         } else {
             Err(offset + at)
         }
+    }
+
+    /// Where `id`, if it is held, is expected: at its place when the entry there is `id`'s, else
+    /// where a bisection finds it.
+    fn find(&self, id: TaskId, place: Place) -> Option<usize> {
+        let at = usize::try_from(place.0.wrapping_sub(self.front)).ok()?;
+        match self.records.get(at) {
+            Some((held, _)) if *held == id.key() => Some(at),
+            _ => self.position(id).ok(),
+        }
+    }
+
+    /// The place of a record added now with an id newer than every one held, the usual case;
+    /// pass it to [`Self::mark_finished`] when the record finishes.
+    pub(crate) fn next_place(&self) -> Place {
+        Place(self.front.wrapping_add(self.records.len() as u64))
     }
 
     /// Adds the record `id`, or replaces the one held (returned); a finished one must then be
@@ -419,9 +452,21 @@ impl<C> History<C> {
         self.held
     }
 
-    /// Removes record `id` if `is_held` says its handle is the one held.
-    fn remove_if(&mut self, id: TaskId, is_held: impl FnOnce(&C) -> bool) -> Option<C> {
-        let at = self.position(id).ok()?;
+    /// The place record `id` is at now.
+    #[cfg(test)]
+    fn place_of(&self, id: TaskId) -> Place {
+        let at = self.position(id).expect("held");
+        Place(self.front + at as u64)
+    }
+
+    /// Removes record `id`, expected at `place`, if `is_held` says its handle is the one held.
+    fn remove_if(
+        &mut self,
+        id: TaskId,
+        place: Place,
+        is_held: impl FnOnce(&C) -> bool,
+    ) -> Option<C> {
+        let at = self.find(id, place)?;
         let slot = &mut self.records[at].1;
         let value = slot.take_if(|held| is_held(held))?;
         self.held -= 1;
@@ -433,6 +478,7 @@ impl<C> History<C> {
             .is_some_and(|(_, value)| value.is_none())
         {
             self.records.pop_front();
+            self.front = self.front.wrapping_add(1);
         }
         let tombstones = self.records.len() - self.held;
         if tombstones >= Self::MIN_COMPACTION && tombstones > self.held {
@@ -441,14 +487,16 @@ impl<C> History<C> {
         Some(value)
     }
 
-    /// Notes that record `id`, held as `value`, reached a final state at `ended_at`, and hands
-    /// the oldest finished records beyond the bound to `evicted` (so the caller can free them
-    /// after releasing its lock): each one's id, the handle that finished, and the handle the
-    /// window held if it was that one (`same` tells whether two handles are one; a record
-    /// replaced since it finished stays).
+    /// Notes that record `id`, held as `value` and expected at `place` (from
+    /// [`Self::next_place`] when it was added, or [`Place::UNKNOWN`]), reached a final state at
+    /// `ended_at`, and hands the oldest finished records beyond the bound to `evicted` (so the
+    /// caller can free them after releasing its lock): each one's id, the handle that finished,
+    /// and the handle the window held if it was that one (`same` tells whether two handles are
+    /// one; a record replaced since it finished stays).
     pub(crate) fn mark_finished(
         &mut self,
         id: TaskId,
+        place: Place,
         ended_at: DateTime<Utc>,
         value: C,
         same: impl Fn(&C, &C) -> bool,
@@ -456,6 +504,7 @@ impl<C> History<C> {
     ) {
         self.finished.push_back(Finished {
             id,
+            place,
             ended_at,
             value,
         });
@@ -463,7 +512,7 @@ impl<C> History<C> {
             let Some(oldest) = self.finished.pop_front() else {
                 break;
             };
-            let held = self.remove_if(oldest.id, |held| same(held, &oldest.value));
+            let held = self.remove_if(oldest.id, oldest.place, |held| same(held, &oldest.value));
             evicted(oldest.id, oldest.value, held);
         }
     }
@@ -480,7 +529,7 @@ impl<C> History<C> {
         self.finished = kept;
         old.into_iter()
             .filter_map(|f| {
-                self.remove_if(f.id, |held| same(held, &f.value))
+                self.remove_if(f.id, f.place, |held| same(held, &f.value))
                     .map(|held| (f.id, held))
             })
             .collect()
@@ -692,11 +741,19 @@ mod tests {
         let mut record = h.get(id).cloned().expect("held");
         record.status = TaskStatus::Success;
         let mut evicted = Vec::new();
-        h.mark_finished(id, at, record, same, |id, _, held: Option<TaskRecord>| {
-            if held.is_some() {
-                evicted.push(id);
-            }
-        });
+        let place = h.place_of(id);
+        h.mark_finished(
+            id,
+            place,
+            at,
+            record,
+            same,
+            |id, _, held: Option<TaskRecord>| {
+                if held.is_some() {
+                    evicted.push(id);
+                }
+            },
+        );
         evicted
     }
 
@@ -722,31 +779,36 @@ mod tests {
         let made: Vec<TaskRecord> = (0..3_000)
             .map(|_| record("a", TaskStatus::Success))
             .collect();
-        let mut held = std::collections::BTreeSet::new();
+        // Each held id with the place it was given when added: late inserts and compactions
+        // leave many of them stale.
+        let mut held = std::collections::BTreeMap::new();
         let mut later = Vec::new();
         for r in made {
             // One in five arrives late, after newer ones (made on another thread, or recovered).
             if rng.u8(..5) == 0 {
                 later.push(r);
             } else {
-                held.insert(r.task_id);
+                held.insert(r.task_id, h.next_place());
                 h.insert(r.task_id, r);
             }
             if rng.u8(..3) == 0
-                && let Some(&gone) = held.iter().nth(rng.usize(..held.len()))
+                && let Some((&gone, &place)) = held.iter().nth(rng.usize(..held.len()))
             {
                 held.remove(&gone);
-                assert!(h.remove_if(gone, |_| true).is_some());
+                assert_eq!(
+                    h.remove_if(gone, place, |_| true).map(|r| r.task_id),
+                    Some(gone)
+                );
             }
             if rng.u8(..7) == 0
                 && let Some(r) = later.pop()
             {
-                held.insert(r.task_id);
+                held.insert(r.task_id, h.next_place());
                 h.insert(r.task_id, r);
             }
         }
         let expected: Vec<TaskId> = held
-            .iter()
+            .keys()
             .rev()
             .take(TaskFilter::MAX_LIMIT)
             .copied()
@@ -764,8 +826,8 @@ mod tests {
             .collect();
         assert_eq!(under, expected[11..16]);
         // A removed record that comes back takes its old place once.
-        let back = *held.iter().next().expect("records held");
-        let record = h.remove_if(back, |_| true).expect("held");
+        let (&back, &place) = held.iter().next().expect("records held");
+        let record = h.remove_if(back, place, |_| true).expect("held");
         h.insert(back, record);
         assert_eq!(
             h.records.iter().filter(|(id, _)| *id == back.key()).count(),
@@ -799,6 +861,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_record_is_found_at_its_place_and_through_a_stale_one() {
+        let mut h = History::<TaskRecord>::new(usize::MAX);
+        let late = record("late", TaskStatus::Success);
+        let placed: Vec<(TaskId, Place)> = (0..3)
+            .map(|_| {
+                let r = record("a", TaskStatus::Success);
+                let (id, place) = (r.task_id, h.next_place());
+                h.insert(id, r);
+                assert_eq!(
+                    h.place_of(id),
+                    place,
+                    "a record added at the back takes its place"
+                );
+                (id, place)
+            })
+            .collect();
+        // An older record added late goes before them: each of their places now names the
+        // record before it.
+        let late_id = late.task_id;
+        h.insert(late_id, late);
+        assert_eq!(h.place_of(late_id), placed[0].1);
+        for (id, place) in placed {
+            assert_ne!(h.place_of(id), place);
+            let removed = h.remove_if(id, place, |_| true).map(|r| r.task_id);
+            assert_eq!(
+                removed,
+                Some(id),
+                "the record itself, not the one at its old place"
+            );
+        }
+        assert_eq!(h.get(late_id).map(|r| r.task_id), Some(late_id));
+        assert_eq!(h.len(), 1);
     }
 
     #[test]
@@ -848,9 +945,17 @@ mod tests {
         let id = insert_new(&mut h, 1, TaskStatus::Running)[0];
         let finished = h.get(id).cloned().expect("held");
         let mut evicted = Vec::new();
-        h.mark_finished(id, Utc::now(), finished, same, |id, finished, held| {
-            evicted.push((id, finished.status, held.map(|held| held.status)));
-        });
+        let place = h.place_of(id);
+        h.mark_finished(
+            id,
+            place,
+            Utc::now(),
+            finished,
+            same,
+            |id, finished, held| {
+                evicted.push((id, finished.status, held.map(|held| held.status)));
+            },
+        );
         assert_eq!(
             evicted,
             [(id, TaskStatus::Running, Some(TaskStatus::Running))],

@@ -17,6 +17,7 @@ use super::spare;
 use crate::context::TaskContext;
 use crate::dispatch::QueueIndex;
 use crate::few::Few;
+use crate::history::Place;
 use crate::registry::Decoder;
 use crate::shared_str::SharedStr;
 use crate::task::{TaskFailure, TaskId, TaskOptions, TaskRecord, TaskRun};
@@ -123,6 +124,8 @@ pub(crate) struct Live {
     /// Its row was inserted as `running` (see `enqueue`): its first attempt starts without
     /// another write.
     pub(crate) written_running: bool,
+    /// Where the window expects its record, set when it joins the window.
+    pub(crate) place: Place,
 }
 
 /// How to make the next attempt of a task.

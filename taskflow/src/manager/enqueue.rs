@@ -16,6 +16,7 @@ use crate::dispatch::{QueueIndex, Waiting};
 use crate::error::{Error, Result};
 use crate::executor::{self, Picked};
 use crate::few::Few;
+use crate::history::Place;
 use crate::shared_str::SharedStr;
 use crate::store::Inserted;
 use crate::task::{TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
@@ -119,6 +120,7 @@ impl Inner {
                 parent_span: tracing::Span::current(),
                 waiters: Few::new(),
                 written_running: false,
+                place: Place::UNKNOWN,
             });
         });
         NewTask {
@@ -367,6 +369,8 @@ impl Inner {
         let mut blocking = false;
         if let Some(live) = live.as_mut() {
             live.queue = queue;
+            // Its record joins the window's back when `commit` is done with it.
+            live.place = state.history.next_place();
             blocking = live.blocking;
         }
         if self.store.is_none()
@@ -403,9 +407,11 @@ impl Inner {
             self.queue_save(record);
             record.task_id
         });
+        let place = state.history.next_place();
         state.history.insert(id, Arc::clone(&cell));
         let settle = Settle {
             id,
+            place,
             ended_at: now,
             key: None,
         };

@@ -25,7 +25,7 @@ use crate::dispatch::{Dispatch, QueueConfig, QueueStats, Waiting};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::few::Few;
-use crate::history::{History, ListPage, Metrics, TaskFilter};
+use crate::history::{History, ListPage, Metrics, Place, TaskFilter};
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
 use crate::registry::Registry;
 use crate::shared_str::SharedStr;
@@ -156,6 +156,8 @@ impl Concluded {
 #[must_use = "a concluded task is settled in the window under the state lock"]
 pub(crate) struct Settle {
     id: TaskId,
+    /// Where the window expects it.
+    place: Place,
     ended_at: DateTime<Utc>,
     key: Option<String>,
 }
@@ -868,7 +870,12 @@ impl Inner {
         now: DateTime<Utc>,
         update: impl FnOnce(&mut TaskRecord),
     ) -> Concluded {
-        let waiters = Waiters::new(entry.take_live().map_or_else(Few::new, |live| live.waiters));
+        let (waiters, place) = entry
+            .take_live()
+            .map_or((Few::new(), Place::UNKNOWN), |live| {
+                (live.waiters, live.place)
+            });
+        let waiters = Waiters::new(waiters);
         let record = &mut entry.record;
         record.status = status;
         record.end_time = Some(now);
@@ -887,6 +894,7 @@ impl Inner {
             waiters,
             settle: Settle {
                 id: record.task_id,
+                place,
                 ended_at: now,
                 key,
             },
@@ -906,6 +914,7 @@ impl Inner {
         release_key(keys, settle.key.as_deref(), settle.id);
         history.mark_finished(
             settle.id,
+            settle.place,
             settle.ended_at,
             Arc::clone(cell),
             Arc::ptr_eq,

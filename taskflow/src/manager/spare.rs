@@ -368,6 +368,7 @@ mod tests {
             parent_span: tracing::Span::none(),
             waiters: Few::one(waiter),
             written_running: false,
+            place: crate::history::Place::UNKNOWN,
         };
         keep(TaskCell::new(record("live"), Some(live)));
         assert_eq!(spare_len(), 1);

@@ -19,7 +19,7 @@ use super::{Cell, Entry, Factory, Inner, Live, Settle, State, TaskCell};
 use crate::error::Result;
 use crate::executor;
 use crate::few::Few;
-use crate::history::{ListPage, Metrics, PageFill, Tally, TaskFilter};
+use crate::history::{ListPage, Metrics, PageFill, Place, Tally, TaskFilter};
 use crate::shared_str::SharedStr;
 use crate::store::Instance;
 use crate::task::{LogEntry, LogLevel, TaskRecord, TaskStatus};
@@ -429,6 +429,7 @@ impl Inner {
                 parent_span: tracing::Span::none(),
                 waiters: Few::new(),
                 written_running: false,
+                place: Place::UNKNOWN,
             });
             then
         });
@@ -452,6 +453,7 @@ impl Inner {
             let index = state.dispatch.index_of(queue);
             if let Some(live) = &mut entry.live {
                 live.queue = index;
+                live.place = state.history.next_place();
             }
             (id, Some((index, *priority, *blocking, *run_at)))
         });
