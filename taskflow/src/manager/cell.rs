@@ -132,8 +132,8 @@ pub(crate) struct Live {
 pub(crate) enum Factory {
     /// From the typed arguments.
     Typed(Box<dyn Fn() -> TaskRun + Send + Sync>),
-    /// From stored JSON through the registry (boxed: a task declared in this build, the usual
-    /// case, is `Typed`, and a live part holds one of the two).
+    /// From stored JSON through the registry; the payload is boxed so that every live part,
+    /// most of which hold a `Typed` factory, is not as large as a JSON value.
     Stored(Decoder, Box<Value>),
     /// An ad-hoc future: one attempt only.
     Once,
