@@ -8,6 +8,7 @@
 #   benches/run-http.sh                   # 5 pairs
 #   TASKFLOW_BENCH_PAIRS=3 TASKFLOW_BENCH_PERSIST=1 benches/run-http.sh
 #   SERVER=/tmp/base-target/release/examples/bench_server benches/run-http.sh   # another build
+#   TASKFLOW_BENCH_HISTORY=100 benches/run-http.sh   # the /enqueue manager's window in cache
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${TASKFLOW_BENCH_PAIRS:-5}
