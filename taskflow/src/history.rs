@@ -386,7 +386,8 @@ impl<C> History<C> {
     /// Where `id`, if it is held, is expected: at its place when the entry there is `id`'s, else
     /// where a bisection finds it.
     fn find(&self, id: TaskId, place: Place) -> Option<usize> {
-        let at = usize::try_from(place.0.wrapping_sub(self.front)).ok()?;
+        // A place too far to index (`Place::UNKNOWN` where `usize` is 32 bits) holds no entry.
+        let at = usize::try_from(place.0.wrapping_sub(self.front)).unwrap_or(usize::MAX);
         match self.records.get(at) {
             Some((held, _)) if *held == id.key() => Some(at),
             _ => self.position(id).ok(),
