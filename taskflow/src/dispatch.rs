@@ -271,6 +271,9 @@ pub(crate) struct Dispatch<P = ()> {
     max_blocking: usize,
     running_async: usize,
     running_blocking: usize,
+    /// Tasks waiting in every queue: with none, [`Self::best`] answers without looking at the
+    /// queues, as it does for every task that starts at once and every attempt that ends.
+    waiting: usize,
 }
 
 impl<P> Dispatch<P> {
@@ -286,6 +289,7 @@ impl<P> Dispatch<P> {
             max_blocking,
             running_async: 0,
             running_blocking: 0,
+            waiting: 0,
         };
         dispatch.index_of("default");
         for (name, config) in configs {
@@ -322,7 +326,7 @@ impl<P> Dispatch<P> {
     #[cfg(test)]
     pub(crate) fn push(&mut self, queue: QueueIndex, waiting: Waiting<P>) -> Result<(), usize> {
         self.make_room(queue)?;
-        self.queues[queue.0].waiting.push(waiting);
+        self.push_accepted(queue, waiting);
         Ok(())
     }
 
@@ -341,11 +345,15 @@ impl<P> Dispatch<P> {
     /// size bound so that accepted work is never dropped.
     pub(crate) fn push_accepted(&mut self, queue: QueueIndex, waiting: Waiting<P>) {
         self.queues[queue.0].waiting.push(waiting);
+        self.waiting += 1;
     }
 
     /// Removes a waiting task (cancelled or interrupted before it started).
     pub(crate) fn remove(&mut self, queue: QueueIndex, id: TaskId) {
-        self.queues[queue.0].waiting.remove(id);
+        let lanes = &mut self.queues[queue.0].waiting;
+        let before = lanes.len();
+        lanes.remove(id);
+        self.waiting -= before - lanes.len();
     }
 
     /// Takes the next task to start, if any queue has one and there is room for it, and counts
@@ -353,6 +361,7 @@ impl<P> Dispatch<P> {
     pub(crate) fn next(&mut self) -> Option<(QueueIndex, Waiting<P>)> {
         let index = self.best()?;
         let waiting = self.queues[index].waiting.pop()?;
+        self.waiting -= 1;
         Some(self.start(QueueIndex(index), waiting))
     }
 
@@ -396,7 +405,12 @@ impl<P> Dispatch<P> {
     /// The queue whose head starts next: the first in [`Waiting`]'s order among the heads that
     /// have room to run.
     fn best(&self) -> Option<usize> {
-        if !self.has_room(false) && !self.has_room(true) {
+        debug_assert_eq!(
+            self.waiting,
+            self.queues.iter().map(|q| q.waiting.len()).sum::<usize>(),
+            "the count of waiting tasks is the queues' total"
+        );
+        if self.waiting == 0 || (!self.has_room(false) && !self.has_room(true)) {
             return None;
         }
         let mut best: Option<(usize, &Waiting<P>)> = None;
@@ -434,6 +448,7 @@ impl<P> Dispatch<P> {
     /// Empties every queue (at shutdown; the tasks' records are concluded by the caller).
     pub(crate) fn clear_waiting(&mut self) {
         self.queues.iter_mut().for_each(|q| q.waiting.clear());
+        self.waiting = 0;
     }
 
     pub(crate) fn stats(&self) -> Vec<QueueStats> {
@@ -530,6 +545,58 @@ mod tests {
         assert!(d.next().is_some_and(|(i, _)| i == other));
         assert!(!d.starts_at_once(other, false));
         assert!(d.starts_at_once(other, true));
+    }
+
+    #[test]
+    fn the_count_of_waiting_tasks_follows_every_change_to_the_queues() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut d = Dispatch::<()>::new(4, 1, &[]);
+        let queues = [d.index_of("a"), d.index_of("b"), d.index_of("c")];
+        let mut held: Vec<(QueueIndex, TaskId)> = Vec::new();
+        let mut running: Vec<(QueueIndex, bool)> = Vec::new();
+        for seq in 0..3_000u64 {
+            match rng.u8(..10) {
+                0..=3 => {
+                    let queue = queues[rng.usize(..queues.len())];
+                    let w = waiting(rng.i32(-1..=1), seq, false);
+                    d.push(queue, w).unwrap();
+                    held.push((queue, w.id));
+                }
+                4..=5 => match d.next() {
+                    Some((queue, w)) => {
+                        held.retain(|&(_, id)| id != w.id);
+                        running.push((queue, w.blocking));
+                    }
+                    None => assert!(
+                        held.is_empty() || d.running_async == 4,
+                        "nothing starts only when nothing waits or there is no room"
+                    ),
+                },
+                6..=7 => {
+                    if !running.is_empty() {
+                        let (queue, blocking) = running.swap_remove(rng.usize(..running.len()));
+                        d.release(queue, blocking);
+                    }
+                }
+                8 => {
+                    if !held.is_empty() {
+                        let (queue, id) = held.swap_remove(rng.usize(..held.len()));
+                        d.remove(queue, id);
+                    }
+                }
+                _ => {
+                    if rng.u8(..20) == 0 {
+                        d.clear_waiting();
+                        held.clear();
+                    }
+                }
+            }
+            assert_eq!(d.waiting, held.len());
+            assert_eq!(
+                d.stats().iter().map(|s| s.pending).sum::<usize>(),
+                held.len()
+            );
+        }
     }
 
     #[test]
