@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the in-memory workload through the floor, the ledgers and taskflow in turn (the `profile`
 # example: each run is a median over batches of 1,000 tasks), several rounds, and prints for each
-# system and producer count the median of its runs and its ratio to the floor's. Systems run in
-# turn so that a slow minute of the machine falls on all of them alike.
+# system and producer count the median of its runs and its ratio to the floor's, then its fastest
+# and slowest run. Systems run in turn so that a slow minute of the machine falls on all of them
+# alike.
 #
 #   benches/run-inmemory.sh               # 5 rounds of 400 batches, 1, 8 and 64 producers
 #   TASKFLOW_BENCH_ROUNDS=3 TASKFLOW_BENCH_PRODUCERS="8" benches/run-inmemory.sh
@@ -39,6 +40,19 @@ for p in $producers; do
     if [ "$system" = floor ]; then floor=$median; fi
     ratio=$(awk -v m="$median" -v f="$floor" 'BEGIN { if (f > 0) printf " (%.2fx)", m / f }')
     line="$line $system=$(awk -v m="$median" 'BEGIN { printf "%.3fms", m * 1000 }')$ratio"
+  done
+  echo "$line"
+done
+
+# A system whose runs spread far apart met a faster and a slower phase of the machine: compare
+# its ratio only with figures from the same minutes.
+echo "fastest and slowest run per system, per 1,000 tasks"
+for p in $producers; do
+  line="producers=$p"
+  for system in $systems; do
+    range=$(grep "^system=$system producers=$p " "$out" | sed 's/.*median_secs=\([0-9.]*\).*/\1/' |
+      sort -g | awk 'NR == 1 { low = $1 } { high = $1 } END { printf "%.3f-%.3fms", low * 1000, high * 1000 }')
+    line="$line $system=$range"
   done
   echo "$line"
 done
