@@ -30,13 +30,15 @@ for round in $(seq "$rounds"); do
 done
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
+# The median batch of each run of system $1 with $2 producers, in seconds, fastest first.
+runs() { grep "^system=$1 producers=$2 " "$out" | sed 's/.*median_secs=\([0-9.]*\).*/\1/' | sort -g; }
+
 echo "medians of the runs' median batch, per 1,000 tasks (ratio to the floor)"
 for p in $producers; do
   line="producers=$p"
   floor=""
   for system in $systems; do
-    median=$(grep "^system=$system producers=$p " "$out" | sed 's/.*median_secs=\([0-9.]*\).*/\1/' |
-      sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    median=$(runs "$system" "$p" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
     if [ "$system" = floor ]; then floor=$median; fi
     ratio=$(awk -v m="$median" -v f="$floor" 'BEGIN { if (f > 0) printf " (%.2fx)", m / f }')
     line="$line $system=$(awk -v m="$median" 'BEGIN { printf "%.3fms", m * 1000 }')$ratio"
@@ -50,8 +52,8 @@ echo "fastest and slowest run per system, per 1,000 tasks"
 for p in $producers; do
   line="producers=$p"
   for system in $systems; do
-    range=$(grep "^system=$system producers=$p " "$out" | sed 's/.*median_secs=\([0-9.]*\).*/\1/' |
-      sort -g | awk 'NR == 1 { low = $1 } { high = $1 } END { printf "%.3f-%.3fms", low * 1000, high * 1000 }')
+    range=$(runs "$system" "$p" |
+      awk 'NR == 1 { low = $1 } { high = $1 } END { printf "%.3f-%.3fms", low * 1000, high * 1000 }')
     line="$line $system=$range"
   done
   echo "$line"
