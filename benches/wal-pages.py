@@ -22,8 +22,8 @@ import struct
 import sys
 
 WAL_HEADER = struct.Struct(">IIIIIIII")
-FRAME_HEADER = struct.Struct(">IIII")
-FRAME_HEADER_SIZE = 24
+# Page number, database size (set on a commit's last frame), two salts, two checksums.
+FRAME_HEADER = struct.Struct(">IIIIII")
 
 
 def commits(wal_path):
@@ -35,10 +35,10 @@ def commits(wal_path):
         _magic, _version, page_size, _checkpoint, salt1, salt2, _c1, _c2 = WAL_HEADER.unpack(header)
         done, pages = [], []
         while True:
-            frame = wal.read(FRAME_HEADER_SIZE)
-            if len(frame) < FRAME_HEADER_SIZE:
+            frame = wal.read(FRAME_HEADER.size)
+            if len(frame) < FRAME_HEADER.size:
                 break
-            page, db_size, frame_salt1, frame_salt2 = FRAME_HEADER.unpack(frame[: FRAME_HEADER.size])
+            page, db_size, frame_salt1, frame_salt2, _c1, _c2 = FRAME_HEADER.unpack(frame)
             if (frame_salt1, frame_salt2) != (salt1, salt2):
                 break
             if len(wal.read(page_size)) < page_size:
@@ -64,13 +64,15 @@ def main():
         sys.exit(__doc__)
     db_path = sys.argv[1]
     last = int(sys.argv[2]) if len(sys.argv) == 3 else 500
+    if last == 0:
+        sys.exit("commits: at least 1")
     try:
         every = commits(db_path + "-wal")
         names = owners(db_path)
     except (OSError, sqlite3.Error) as error:
         sys.exit(f"{db_path}: {error}")
-    if not every or last == 0:
-        sys.exit(f"{db_path}-wal holds no whole commit" if not every else "commits: at least 1")
+    if not every:
+        sys.exit(f"{db_path}-wal holds no whole commit")
     kept = every[-last:]
     counts = collections.Counter(names.get(page, "?") for commit in kept for page in commit)
     frames = sum(map(len, every))
