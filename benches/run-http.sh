@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs the HTTP load test: starts `examples/bench_server` on a loopback port, warms it up, then
 # runs `wrk -t2 -c64` against `/spawn` and `/enqueue` in alternated pairs of 10 s (plus
-# `/enqueue_persist` when TASKFLOW_BENCH_PERSIST=1), and prints one line per run with req/s, p99
-# and the server's CPU per request (`utime` + `stime` from /proc/<pid>/stat), then the ratio
-# `/enqueue` / `/spawn` of each pair and over all pairs.
+# `/enqueue_persist` when TASKFLOW_BENCH_PERSIST=1, and `/spin` when TASKFLOW_BENCH_SPIN=1), and
+# prints one line per run with req/s, p99 and the server's CPU per request (`utime` + `stime` from
+# /proc/<pid>/stat), then the ratio `/enqueue` / `/spawn` of each pair and over all pairs (and
+# `/spin` / `/spawn`: what a route with TASKFLOW_BENCH_SPIN_NS of work of its own keeps here).
 #
 #   benches/run-http.sh                   # 5 pairs
 #   TASKFLOW_BENCH_PAIRS=3 TASKFLOW_BENCH_PERSIST=1 benches/run-http.sh
+#   TASKFLOW_BENCH_SPIN=1 TASKFLOW_BENCH_SPIN_NS=1500 benches/run-http.sh   # with the calibration
 #   SERVER=/tmp/base-target/release/examples/bench_server benches/run-http.sh   # another build
 #   TASKFLOW_BENCH_HISTORY=100 benches/run-http.sh   # the /enqueue manager's window in cache
 set -euo pipefail
@@ -47,24 +49,29 @@ echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
 run spawn 3s warmup >/dev/null
 routes="spawn enqueue"
 if [ "${TASKFLOW_BENCH_PERSIST:-0}" = 1 ]; then routes="$routes enqueue_persist"; fi
+if [ "${TASKFLOW_BENCH_SPIN:-0}" = 1 ]; then routes="$routes spin"; fi
 for pair in $(seq "$pairs"); do
   for route in $routes; do run "$route" 10s "$pair" | tee -a "$out"; done
 done
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 echo
-echo "ratios (/enqueue req/s over /spawn req/s)"
+echo "ratios (req/s over /spawn req/s)"
 awk '
   {
     split("", f)
     for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
     rate[f["pair"], f["route"]] = f["req_per_sec"]
-    if (f["route"] == "spawn") spawn += f["req_per_sec"]
-    if (f["route"] == "enqueue") enqueue += f["req_per_sec"]
+    total[f["route"]] += f["req_per_sec"]
     if (f["pair"] > last) last = f["pair"]
   }
   END {
-    for (p = 1; p <= last; p++)
-      printf "pair=%d enqueue/spawn=%.1f%%\n", p, 100 * rate[p, "enqueue"] / rate[p, "spawn"]
-    printf "all pairs enqueue/spawn=%.1f%%\n", 100 * enqueue / spawn
+    for (p = 1; p <= last; p++) {
+      printf "pair=%d enqueue/spawn=%.1f%%", p, 100 * rate[p, "enqueue"] / rate[p, "spawn"]
+      if (total["spin"] > 0) printf " spin/spawn=%.1f%%", 100 * rate[p, "spin"] / rate[p, "spawn"]
+      printf "\n"
+    }
+    printf "all pairs enqueue/spawn=%.1f%%", 100 * total["enqueue"] / total["spawn"]
+    if (total["spin"] > 0) printf " spin/spawn=%.1f%%", 100 * total["spin"] / total["spawn"]
+    printf "\n"
   }' "$out"

@@ -5,7 +5,10 @@
 //! - `POST /enqueue_persist`: the same with a `persist` task through a second manager on a
 //!   file-backed SQLite store (`TASKFLOW_BENCH_DB`, default `$TMPDIR/taskflow-bench-server.db`,
 //!   deleted at start): its row is committed before the response;
-//! - `POST /spawn`: a bare `tokio::spawn` of the same no-op, returns a counter as its "id".
+//! - `POST /spawn`: a bare `tokio::spawn` of the same no-op, returns a counter as its "id";
+//! - `POST /spin`: `/spawn` after a busy wait of `TASKFLOW_BENCH_SPIN_NS` nanoseconds (default
+//!   1,000) in the handler: a calibration, how many req/s a route loses on this machine to a
+//!   given amount of work of its own, to set beside what `/enqueue` loses to taskflow's.
 //!
 //! ```text
 //! cargo run --release -p taskflow-examples --example bench_server
@@ -22,6 +25,7 @@
 //! to measure with its window of finished records in cache.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::extract::State;
@@ -56,6 +60,31 @@ async fn spawn() -> Json<Value> {
     Json(json!({ "task_id": NEXT.fetch_add(1, Ordering::Relaxed) }))
 }
 
+async fn spin(State(work): State<Spin>) -> Json<Value> {
+    let start = Instant::now();
+    while start.elapsed() < work.0 {
+        std::hint::spin_loop();
+    }
+    spawn().await
+}
+
+/// How long `/spin` busy-waits before doing what `/spawn` does.
+#[derive(Clone, Copy)]
+struct Spin(Duration);
+
+impl Spin {
+    fn from_env() -> anyhow::Result<Self> {
+        let nanos = match std::env::var("TASKFLOW_BENCH_SPIN_NS") {
+            Ok(nanos) => nanos
+                .parse()
+                .context("TASKFLOW_BENCH_SPIN_NS is not a number of nanoseconds")?,
+            Err(std::env::VarError::NotPresent) => 1_000,
+            Err(error) => return Err(error).context("TASKFLOW_BENCH_SPIN_NS"),
+        };
+        Ok(Self(Duration::from_nanos(nanos)))
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut builder = TaskManager::builder();
@@ -81,7 +110,8 @@ async fn main() -> anyhow::Result<()> {
         .route("/enqueue", post(enqueue))
         .route("/enqueue_persist", post(enqueue_persist))
         .route("/spawn", post(spawn))
-        .with_state(persisted.clone());
+        .with_state(persisted.clone())
+        .route("/spin", post(spin).with_state(Spin::from_env()?));
     let app = TaskAdmin::new(&manager).mount(app);
 
     let addr = std::env::var("TASKFLOW_ADDR").unwrap_or_else(|_| "127.0.0.1:8001".to_owned());
