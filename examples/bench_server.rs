@@ -1,5 +1,6 @@
 //! The load-test server of `BENCHMARKS.md`: the same tiny route three ways, so `wrk` can
-//! compare taskflow's enqueue with the bare `tokio::spawn` it replaces.
+//! compare taskflow's enqueue with the bare `tokio::spawn` it replaces, and a fourth that
+//! calibrates what a route's own work costs on the machine.
 //!
 //! - `POST /enqueue`: enqueues one no-op task through the `Tasks` extractor, returns its id;
 //! - `POST /enqueue_persist`: the same with a `persist` task through a second manager on a
