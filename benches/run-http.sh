@@ -3,8 +3,10 @@
 # runs `wrk -t2 -c64` against `/spawn` and `/enqueue` in alternated pairs of 10 s (plus
 # `/enqueue_persist` when TASKFLOW_BENCH_PERSIST=1, and `/spin` when TASKFLOW_BENCH_SPIN=1), and
 # prints one line per run with req/s, p99 and the server's CPU per request (`utime` + `stime` from
-# /proc/<pid>/stat), then the ratio `/enqueue` / `/spawn` of each pair and over all pairs (and
-# `/spin` / `/spawn`: what a route with TASKFLOW_BENCH_SPIN_NS of work of its own keeps here).
+# /proc/<pid>/stat, then each apart) and how often per request its threads were preempted
+# (`nonvoluntary_ctxt_switches` of /proc/<pid>/task/*/status), then the ratio `/enqueue` /
+# `/spawn` of each pair and over all pairs (and `/spin` / `/spawn`: what a route with
+# TASKFLOW_BENCH_SPIN_NS of work of its own keeps here).
 #
 #   benches/run-http.sh                   # 5 pairs
 #   TASKFLOW_BENCH_PAIRS=3 TASKFLOW_BENCH_PERSIST=1 benches/run-http.sh
@@ -29,19 +31,28 @@ for _ in $(seq 50); do
   (echo >"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break
   sleep 0.1
 done
-cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+# The server's user and system clock ticks, and its threads' preemptions so far.
+usage() {
+  local preempted
+  # A thread that ended (or ends while they are read) no longer counts: the no-op routes start
+  # none, and a blocking-pool thread lives 10 s past its last job.
+  preempted=$({ cat "/proc/$pid"/task/*/status 2>/dev/null || true; } | awk '/^nonvoluntary_ctxt_switches/ { n += $2 } END { print n }')
+  echo "$(awk '{ print $14, $15 }' "/proc/$pid/stat") $preempted"
+}
 run() {
   local before after report
-  before=$(cpu)
+  before=$(usage)
   report=$(wrk -t2 -c64 -d"$2" --latency -s benches/wrk/post.lua "http://$addr/$1")
-  after=$(cpu)
-  awk -v pair="$3" -v route="$1" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+  after=$(usage)
+  awk -v pair="$3" -v route="$1" -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" '
     /Requests\/sec/ { rps = $2 }
     / 99%/ { p99 = $2 }
     /requests in/ { n = $1 }
     END {
-      printf "pair=%s route=%s req_per_sec=%.0f p99=%s cpu_us_per_req=%.1f\n",
-        pair, route, rps, p99, ticks / hz * 1e6 / n
+      split(before, b, " "); split(after, a, " ")
+      user = (a[1] - b[1]) / hz * 1e6 / n; sys = (a[2] - b[2]) / hz * 1e6 / n
+      printf "pair=%s route=%s req_per_sec=%.0f p99=%s cpu_us_per_req=%.1f user_us=%.1f sys_us=%.1f preempted_per_req=%.3f\n",
+        pair, route, rps, p99, user + sys, user, sys, (a[3] - b[3]) / n
     }' <<<"$report"
 }
 
