@@ -15,13 +15,9 @@
 #   benches/run-http-pairs.sh /tmp/base-target/release/examples/bench_server
 #   TASKFLOW_BENCH_ROUNDS=10 TASKFLOW_BENCH_SECS=10 benches/run-http-pairs.sh <other bench_server>
 set -euo pipefail
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-  echo "usage: $0 <another build's bench_server binary>" >&2
-  exit 2
-fi
-# Resolved before leaving the caller's directory.
-other=$(realpath "$1")
-cd "$(dirname "$0")/.."
+# shellcheck source=benches/other-build.sh
+source "$(dirname "$0")/other-build.sh"
+other_build "bench_server binary" "$@"
 rounds=${TASKFLOW_BENCH_ROUNDS:-6}
 secs=${TASKFLOW_BENCH_SECS:-8}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }

@@ -11,13 +11,9 @@
 #   benches/run-pairs.sh /tmp/base-target/release/examples/profile
 #   TASKFLOW_BENCH_PAIRS=24 TASKFLOW_BENCH_PRODUCERS="1 8 64" benches/run-pairs.sh <other profile>
 set -euo pipefail
-if [ $# -ne 1 ] || [ ! -x "$1" ]; then
-  echo "usage: $0 <another build's profile example binary>" >&2
-  exit 2
-fi
-# Resolved before leaving the caller's directory.
-other=$(realpath "$1")
-cd "$(dirname "$0")/.."
+# shellcheck source=benches/other-build.sh
+source "$(dirname "$0")/other-build.sh"
+other_build "profile example binary" "$@"
 pairs=${TASKFLOW_BENCH_PAIRS:-16}
 batches=${TASKFLOW_BENCH_BATCHES:-200}
 producers=${TASKFLOW_BENCH_PRODUCERS:-8 64}
