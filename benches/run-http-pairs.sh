@@ -41,9 +41,16 @@ start "$this" 8043
 start "$other" 8044
 # The req/s of `wrk` on route $2 of the server on port $1 for $3.
 rate() {
-  wrk -t2 -c64 -d"$3" -s benches/wrk/post.lua "http://127.0.0.1:$1/$2" | awk '/Requests\/sec/ { print $2 }'
+  local rps
+  rps=$(wrk -t2 -c64 -d"$3" -s benches/wrk/post.lua "http://127.0.0.1:$1/$2" | awk '/Requests\/sec/ { print $2 }')
+  [ -n "$rps" ] || { echo "wrk measured nothing on port $1, /$2" >&2; exit 1; }
+  echo "$rps"
 }
 for port in 8043 8044; do rate "$port" enqueue 3s >/dev/null; done
+# A server that could not bind its port (another process answered there) has exited by now.
+for pid in "${pids[@]}"; do
+  kill -0 "$pid" 2>/dev/null || { echo "a server exited: is port 8043 or 8044 taken?" >&2; exit 1; }
+done
 
 echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
 for round in $(seq "$rounds"); do
