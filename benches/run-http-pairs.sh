@@ -18,6 +18,8 @@ set -euo pipefail
 # shellcheck source=benches/other-build.sh
 source "$(dirname "$0")/other-build.sh"
 other_build "bench_server binary" "$@"
+# shellcheck source=benches/wait-for-server.sh
+source benches/wait-for-server.sh
 rounds=${TASKFLOW_BENCH_ROUNDS:-6}
 secs=${TASKFLOW_BENCH_SECS:-8}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
@@ -30,12 +32,7 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 start() {
   TASKFLOW_ADDR=127.0.0.1:$2 TASKFLOW_BENCH_DB="$dir/$2.db" "$1" >/dev/null &
   pids+=($!)
-  for _ in $(seq 50); do
-    (echo >"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return
-    sleep 0.1
-  done
-  echo "the server on port $2 did not start" >&2
-  exit 1
+  wait_for_server "127.0.0.1:$2"
 }
 start "$this" 8043
 start "$other" 8044

@@ -27,10 +27,9 @@ out=$(mktemp)
 TASKFLOW_ADDR=$addr TASKFLOW_BENCH_DB="$db/bench-server.db" "$server" >/dev/null &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$db" "$out"' EXIT
-for _ in $(seq 50); do
-  (echo >"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break
-  sleep 0.1
-done
+# shellcheck source=benches/wait-for-server.sh
+source benches/wait-for-server.sh
+wait_for_server "$addr"
 # The server's user and system clock ticks, and its threads' preemptions so far.
 usage() {
   local preempted
