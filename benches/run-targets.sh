@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Measures every performance target of BENCHMARKS.md in one go, each with its own harness, and
+# prints each figure beside its target with a verdict: in memory (`run-inmemory.sh`), HTTP
+# (`run-http.sh`), persisted on SQLite (the `persisted` example), against effectum
+# (`run-peers.sh`), memory over 10,000,000 tasks (`memory_run`), recovery after SIGKILL
+# (`recovery_time`) and the admin list over 1,000,000 stored rows (`scale`). Every harness's own
+# output is kept in a directory, whose path it prints, for the figures the verdicts leave out.
+# About 5 minutes on 2 cores, once built.
+#
+#   benches/run-targets.sh
+#   TASKFLOW_BENCH_TARGETS="inmemory http" benches/run-targets.sh   # a subset
+#   TASKFLOW_BENCH_OUT=/tmp/targets benches/run-targets.sh          # keep the outputs there
+set -euo pipefail
+cd "$(dirname "$0")/.."
+known="inmemory http persisted peers memory recovery scale"
+targets=${TASKFLOW_BENCH_TARGETS:-$known}
+for target in $targets; do
+  if [[ " $known " != *" $target "* ]]; then
+    echo "unknown target \`$target\` in TASKFLOW_BENCH_TARGETS; expected any of: $known" >&2
+    exit 2
+  fi
+done
+wants() { [[ " $targets " == *" $1 "* ]]; }
+out=${TASKFLOW_BENCH_OUT:-$(mktemp -d)}
+mkdir -p "$out"
+
+cargo build -q --release -p taskflow-benches --example profile --example persisted --example scale
+cargo build -q --release -p taskflow-examples --example bench_server --example memory_run \
+  --example recovery_time
+examples=${CARGO_TARGET_DIR:-target}/release/examples
+
+echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); outputs in $out" >&2
+# Each harness in turn, so that none shares the machine with another.
+step() {
+  local name=$1
+  shift
+  echo "== $name: $*" >&2
+  "$@" >"$out/$name.txt" 2>"$out/$name.log"
+}
+if wants inmemory; then step inmemory benches/run-inmemory.sh; fi
+if wants http; then step http benches/run-http.sh; fi
+if wants persisted; then step persisted "$examples/persisted" 50000 64 3; fi
+if wants peers; then step peers benches/run-peers.sh; fi
+if wants memory; then step memory "$examples/memory_run" 10000000; fi
+if wants recovery; then
+  rm -f "$out"/recovery.db*
+  step recovery "$examples/recovery_time" measure "$out/recovery.db" 100000
+  rm -f "$out"/recovery.db*
+fi
+if wants scale; then step scale "$examples/scale" 1000000; fi
+
+# `verdict <figure> <target> <awk condition on v that holds when the figure meets the target>`
+verdict() {
+  awk -v v="$1" -v target="$2" -v figure="$3" "BEGIN {
+    printf \"%-44s %-26s %s\n\", target, figure, (v == \"\" ? \"not measured\" : ($4) ? \"met\" : \"missed\")
+  }"
+}
+# The value of key $1 (`key=value`) on the lines of file $2 that match $3.
+field() { grep -e "$3" "$out/$2" | sed -n "s|^\(.*[[:space:]]\)\{0,1\}$1=\([^[:space:]]*\).*|\2|p"; }
+
+echo
+printf "%-44s %-26s %s\n" "target" "measured" "verdict"
+if wants inmemory; then
+  for p in 1 8 64; do
+    producers="$p producers"
+    if [ "$p" = 1 ]; then producers="1 producer"; fi
+    ratio=$(grep "^producers=$p floor=" "$out/inmemory.txt" | sed -n 's/.* taskflow=[0-9.]*ms (\([0-9.]*\)x).*/\1/p')
+    verdict "$ratio" "in memory, $producers: <= 3x the floor" "${ratio}x" "v <= 3"
+  done
+fi
+if wants http; then
+  ratio=$(field enqueue/spawn http.txt '^all pairs' | tr -d %)
+  verdict "$ratio" "HTTP /enqueue: >= 80% of /spawn req/s" "${ratio}%" "v >= 80"
+fi
+if wants persisted; then
+  slowest=$(field per_sec persisted.txt ' producers=64 ' | sort -n | head -1)
+  verdict "$slowest" "persisted, 64 producers: >= 50,000 tasks/s" "$slowest/s (slowest round)" "v >= 50000"
+fi
+if wants peers; then
+  ratio=$(field taskflow-sqlite/effectum-sqlite peers.txt '^producers=64 ')
+  verdict "$ratio" "persisted, 64 producers: >= 4x effectum" "${ratio}x" "v >= 4"
+fi
+if wants memory; then
+  first=$(field rss_mib memory.txt '^tasks=100000 ')
+  peak=$(field peak_mib memory.txt '^done ')
+  growth=$(awk -v a="$first" -v b="$peak" 'BEGIN { if (a != "" && b != "") printf "%.1f", b - a }')
+  verdict "$growth" "memory: peak <= 64 MiB over RSS at 100,000" "$first -> $peak MiB" "v <= 64"
+fi
+if wants recovery; then
+  built=$(sed -n 's/^recover: build() took \([0-9.]*\) s.*/\1/p' "$out/recovery.txt")
+  verdict "$built" "recovery of 100,000 tasks: build() < 2 s" "$built s" "v < 2"
+fi
+if wants scale; then
+  p99=$(field p99_ms scale.txt '^list: ')
+  verdict "$p99" "list over 1,000,000 rows: p99 < 10 ms" "$p99 ms" "v < 10"
+fi
