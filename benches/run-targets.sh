@@ -35,7 +35,10 @@ step() {
   local name=$1
   shift
   echo "== $name: $*" >&2
-  "$@" >"$out/$name.txt" 2>"$out/$name.log"
+  # A harness that fails (a missing `wrk`, say) leaves its target "not measured", not the rest.
+  if ! "$@" >"$out/$name.txt" 2>"$out/$name.log"; then
+    echo "== $name failed: see $out/$name.log" >&2
+  fi
 }
 if wants inmemory; then step inmemory benches/run-inmemory.sh; fi
 if wants http; then step http benches/run-http.sh; fi
@@ -49,14 +52,16 @@ if wants recovery; then
 fi
 if wants scale; then step scale "$examples/scale" 1000000; fi
 
-# `verdict <figure> <target> <awk condition on v that holds when the figure meets the target>`
+# `verdict <value> <target> <figure as printed> <awk condition on v, true when the value meets
+# the target>`: one line of the summary; an empty value was not measured.
 verdict() {
   awk -v v="$1" -v target="$2" -v figure="$3" "BEGIN {
-    printf \"%-44s %-26s %s\n\", target, figure, (v == \"\" ? \"not measured\" : ($4) ? \"met\" : \"missed\")
+    if (v == \"\") printf \"%-44s %-26s %s\n\", target, \"-\", \"not measured\"
+    else printf \"%-44s %-26s %s\n\", target, figure, ($4) ? \"met\" : \"missed\"
   }"
 }
-# The value of key $1 (`key=value`) on the lines of file $2 that match $3.
-field() { grep -e "$3" "$out/$2" | sed -n "s|^\(.*[[:space:]]\)\{0,1\}$1=\([^[:space:]]*\).*|\2|p"; }
+# The value of key $1 (`key=value`) on the lines of file $2 that match $3, if any.
+field() { { grep -e "$3" "$out/$2" || true; } | sed -n "s|^\(.*[[:space:]]\)\{0,1\}$1=\([^[:space:]]*\).*|\2|p"; }
 
 echo
 printf "%-44s %-26s %s\n" "target" "measured" "verdict"
@@ -64,7 +69,7 @@ if wants inmemory; then
   for p in 1 8 64; do
     producers="$p producers"
     if [ "$p" = 1 ]; then producers="1 producer"; fi
-    ratio=$(grep "^producers=$p floor=" "$out/inmemory.txt" | sed -n 's/.* taskflow=[0-9.]*ms (\([0-9.]*\)x).*/\1/p')
+    ratio=$(sed -n "s/^producers=$p floor=.* taskflow=[0-9.]*ms (\([0-9.]*\)x).*/\1/p" "$out/inmemory.txt")
     verdict "$ratio" "in memory, $producers: <= 3x the floor" "${ratio}x" "v <= 3"
   done
 fi
