@@ -35,8 +35,10 @@ step() {
   local name=$1
   shift
   echo "== $name: $*" >&2
-  # A harness that fails (a missing `wrk`, say) leaves its target "not measured", not the rest.
+  # A harness that fails (a missing `wrk`, say) leaves its target "not measured", not the rest;
+  # what it printed before it failed is kept apart, so that no verdict reads a partial run.
   if ! "$@" >"$out/$name.txt" 2>"$out/$name.log"; then
+    mv "$out/$name.txt" "$out/$name.failed.txt"
     echo "== $name failed: see $out/$name.log" >&2
   fi
 }
@@ -60,8 +62,10 @@ verdict() {
     else printf \"%-44s %-26s %s\n\", target, figure, ($4) ? \"met\" : \"missed\"
   }"
 }
-# The value of key $1 (`key=value`) on the lines of file $2 that match $3, if any.
-field() { { grep -e "$3" "$out/$2" || true; } | sed -n "s|^\(.*[[:space:]]\)\{0,1\}$1=\([^[:space:]]*\).*|\2|p"; }
+# What harness $1 printed: nothing when it failed.
+output() { cat "$out/$1.txt" 2>/dev/null || true; }
+# The value of key $2 (`key=value`) on the lines harness $1 printed that match $3, if any.
+field() { output "$1" | { grep -e "$3" || true; } | sed -n "s|^\(.*[[:space:]]\)\{0,1\}$2=\([^[:space:]]*\).*|\2|p"; }
 
 echo
 printf "%-44s %-26s %s\n" "target" "measured" "verdict"
@@ -69,33 +73,33 @@ if wants inmemory; then
   for p in 1 8 64; do
     producers="$p producers"
     if [ "$p" = 1 ]; then producers="1 producer"; fi
-    ratio=$(sed -n "s/^producers=$p floor=.* taskflow=[0-9.]*ms (\([0-9.]*\)x).*/\1/p" "$out/inmemory.txt")
+    ratio=$(output inmemory | sed -n "s/^producers=$p floor=.* taskflow=[0-9.]*ms (\([0-9.]*\)x).*/\1/p")
     verdict "$ratio" "in memory, $producers: <= 3x the floor" "${ratio}x" "v <= 3"
   done
 fi
 if wants http; then
-  ratio=$(field enqueue/spawn http.txt '^all pairs' | tr -d %)
+  ratio=$(field http enqueue/spawn '^all pairs' | tr -d %)
   verdict "$ratio" "HTTP /enqueue: >= 80% of /spawn req/s" "${ratio}%" "v >= 80"
 fi
 if wants persisted; then
-  slowest=$(field per_sec persisted.txt ' producers=64 ' | sort -n | head -1)
+  slowest=$(field persisted per_sec ' producers=64 ' | sort -n | head -1)
   verdict "$slowest" "persisted, 64 producers: >= 50,000 tasks/s" "$slowest/s (slowest round)" "v >= 50000"
 fi
 if wants peers; then
-  ratio=$(field taskflow-sqlite/effectum-sqlite peers.txt '^producers=64 ')
+  ratio=$(field peers taskflow-sqlite/effectum-sqlite '^producers=64 ')
   verdict "$ratio" "persisted, 64 producers: >= 4x effectum" "${ratio}x" "v >= 4"
 fi
 if wants memory; then
-  first=$(field rss_mib memory.txt '^tasks=100000 ')
-  peak=$(field peak_mib memory.txt '^done ')
+  first=$(field memory rss_mib '^tasks=100000 ')
+  peak=$(field memory peak_mib '^done ')
   growth=$(awk -v a="$first" -v b="$peak" 'BEGIN { if (a != "" && b != "") printf "%.1f", b - a }')
   verdict "$growth" "memory: peak <= 64 MiB over RSS at 100,000" "$first -> $peak MiB" "v <= 64"
 fi
 if wants recovery; then
-  built=$(sed -n 's/^recover: build() took \([0-9.]*\) s.*/\1/p' "$out/recovery.txt")
+  built=$(output recovery | sed -n 's/^recover: build() took \([0-9.]*\) s.*/\1/p')
   verdict "$built" "recovery of 100,000 tasks: build() < 2 s" "$built s" "v < 2"
 fi
 if wants scale; then
-  p99=$(field p99_ms scale.txt '^list: ')
+  p99=$(field scale p99_ms '^list: ')
   verdict "$p99" "list over 1,000,000 rows: p99 < 10 ms" "$p99 ms" "v < 10"
 fi
