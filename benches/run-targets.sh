@@ -24,9 +24,9 @@ wants() { [[ " $targets " == *" $1 "* ]]; }
 out=${TASKFLOW_BENCH_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 
-cargo build -q --release -p taskflow-benches --example profile --example persisted --example scale
-cargo build -q --release -p taskflow-examples --example bench_server --example memory_run \
-  --example recovery_time
+# The examples run from here; the scripts build what they run themselves.
+cargo build -q --release -p taskflow-benches --example persisted --example scale
+cargo build -q --release -p taskflow-examples --example memory_run --example recovery_time
 examples=${CARGO_TARGET_DIR:-target}/release/examples
 
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); outputs in $out" >&2
