@@ -4,7 +4,7 @@
 //! same day only splits off the time of day.
 
 use std::cell::Cell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 
@@ -22,7 +22,18 @@ pub(crate) fn now() -> DateTime<Utc> {
 
 /// `time` as a [`DateTime<Utc>`]: the same value as `DateTime::<Utc>::from(time)`.
 pub(crate) fn utc(time: SystemTime) -> DateTime<Utc> {
-    let Ok(since_epoch) = time.duration_since(UNIX_EPOCH) else {
+    utc_since_epoch(time, since_epoch(time))
+}
+
+/// How long after the Unix epoch `time` is; `None` before it.
+pub(crate) fn since_epoch(time: SystemTime) -> Option<Duration> {
+    time.duration_since(UNIX_EPOCH).ok()
+}
+
+/// [`utc`] of `time` for a caller that already has its [`since_epoch`], which a task's id needs
+/// too: the subtraction is done once per task, not twice.
+pub(crate) fn utc_since_epoch(time: SystemTime, since_epoch: Option<Duration>) -> DateTime<Utc> {
+    let Some(since_epoch) = since_epoch else {
         return DateTime::from(time);
     };
     let seconds = since_epoch.as_secs();

@@ -46,7 +46,9 @@ struct ContextInner {
     id: TaskId,
     name: SharedStr,
     attempt: u32,
-    tags: Tags,
+    /// `None` when the task has no tags: an empty map costs a call into its iterator to drop,
+    /// at the end of every attempt.
+    tags: Option<Tags>,
     manager: Arc<Inner>,
     /// The attempt's time limit.
     timeout: Option<Duration>,
@@ -66,7 +68,7 @@ impl TaskContext {
         id: TaskId,
         name: SharedStr,
         attempt: u32,
-        tags: Tags,
+        tags: &Tags,
         manager: Arc<Inner>,
         timeout: Option<Duration>,
         parent_span: tracing::Span,
@@ -76,7 +78,7 @@ impl TaskContext {
                 id,
                 name,
                 attempt,
-                tags,
+                tags: (!tags.is_empty()).then(|| tags.clone()),
                 manager,
                 timeout,
                 parent_span,
@@ -152,7 +154,8 @@ impl TaskContext {
     /// assert_eq!(tenant(), None);
     /// ```
     pub fn tags(&self) -> &Tags {
-        &self.inner.tags
+        static NONE: Tags = Tags::new();
+        self.inner.tags.as_ref().unwrap_or(&NONE)
     }
 
     /// Appends an entry to the task's log.
@@ -258,7 +261,7 @@ impl fmt::Debug for TaskContext {
             .field("id", &self.inner.id)
             .field("name", &self.inner.name)
             .field("attempt", &self.inner.attempt)
-            .field("tags", &self.inner.tags)
+            .field("tags", self.tags())
             .finish_non_exhaustive()
     }
 }

@@ -204,7 +204,7 @@ impl Inner {
             waiting.id,
             record.func_name.clone(),
             record.attempt,
-            record.tags.clone(),
+            &record.tags,
             Arc::clone(self),
             live.options.timeout,
             live.parent_span.clone(),

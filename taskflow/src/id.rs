@@ -7,7 +7,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,12 +31,13 @@ static LAST_STAMP: AtomicU64 = AtomicU64::new(0);
 /// Bits of the per-millisecond counter: the UUID's 12-bit `rand_a` field (RFC 9562, method 3).
 const COUNTER_BITS: u32 = 12;
 
-/// A stamp greater than every stamp handed out before, from `now` when the clock moved on.
+/// A stamp greater than every stamp handed out before, from the clock (`since_epoch`, `None`
+/// before the epoch) when it moved on.
 ///
 /// More than 4,096 ids in one millisecond borrow from the next millisecond, so the order holds
 /// without a lock; the stamp falls back to the clock once it catches up.
-fn next_stamp(now: SystemTime) -> u64 {
-    let now = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
+fn next_stamp(since_epoch: Option<Duration>) -> u64 {
+    let now = since_epoch.map_or(0, |since| {
         u64::try_from(since.as_millis()).unwrap_or(u64::MAX >> 16)
     });
     let floor = now << COUNTER_BITS;
@@ -65,12 +66,13 @@ impl TaskId {
     /// assert!(a < b);
     /// ```
     pub fn new() -> Self {
-        Self::at(SystemTime::now())
+        Self::at(crate::clock::since_epoch(SystemTime::now()))
     }
 
-    /// A new id for something made at `now` (one clock reading for the id and the record).
-    pub(crate) fn at(now: SystemTime) -> Self {
-        let stamp = next_stamp(now);
+    /// A new id for something made `since_epoch` after the Unix epoch (`None`: before it), from
+    /// the clock reading its record's creation time is made of too.
+    pub(crate) fn at(since_epoch: Option<Duration>) -> Self {
+        let stamp = next_stamp(since_epoch);
         let millis = stamp >> COUNTER_BITS;
         let counter = stamp & ((1 << COUNTER_BITS) - 1);
         // unix_ts_ms (48 bits) | version 7 (4 bits) | counter (12 bits)
@@ -187,6 +189,8 @@ impl Hasher for IdHasher {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]

@@ -47,6 +47,14 @@ async fn context_is_available_inside_tasks_and_absent_outside() {
     assert_eq!(result["attempt"], 1);
     assert_eq!(result["tags"]["tenant"], "acme");
 
+    let id = manager.add(ReportContext {}).await.expect("enqueued");
+    let record = manager.wait(id).await.expect("finishes");
+    assert_eq!(
+        record.result.map(|result| result["tags"].clone()),
+        Some(serde_json::json!({})),
+        "a task enqueued without tags sees none"
+    );
+
     let id = manager
         .add(ReportContextBlocking {})
         .await

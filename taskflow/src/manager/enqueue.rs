@@ -50,9 +50,10 @@ struct Stamp {
 impl Stamp {
     fn now() -> Self {
         let now = SystemTime::now();
+        let since_epoch = crate::clock::since_epoch(now);
         Self {
-            id: TaskId::at(now),
-            at: crate::clock::utc(now),
+            id: TaskId::at(since_epoch),
+            at: crate::clock::utc_since_epoch(now, since_epoch),
         }
     }
 

@@ -92,9 +92,13 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         for (finished, held) in std::mem::take(&mut self.evicted) {
-            spare::keep(finished);
-            if let Some(held) = held {
-                spare::keep(held);
+            match held {
+                // Most often the same cell: only the last handle let go can keep it.
+                Some(held) => {
+                    drop(finished);
+                    spare::keep(held);
+                }
+                None => spare::keep(finished),
             }
         }
     }
