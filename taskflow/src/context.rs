@@ -25,7 +25,14 @@ tokio::task_local! {
 
 thread_local! {
     static BLOCKING_CURRENT: RefCell<Option<TaskContext>> = const { RefCell::new(None) };
+    /// Contexts of attempts that ended on this thread, emptied ([`TaskContext::recycle`]) and
+    /// kept for the attempts started here next, most recent last.
+    static SPARE: RefCell<Vec<Arc<ContextInner>>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Contexts kept per thread, at most. A runner ends one attempt and starts the next on the same
+/// thread, so a few are enough; the rest are freed.
+const MAX_SPARE: usize = 16;
 
 /// What a running task knows about itself: id, name, attempt and tags, and where its log goes.
 ///
@@ -49,7 +56,8 @@ struct ContextInner {
     /// `None` when the task has no tags: an empty map costs a call into its iterator to drop,
     /// at the end of every attempt.
     tags: Option<Tags>,
-    manager: Arc<Inner>,
+    /// `None` only in a spare, so that a spare keeps no manager alive.
+    manager: Option<Arc<Inner>>,
     /// The attempt's time limit.
     timeout: Option<Duration>,
     /// The span that enqueued the task, which the attempt's span follows from.
@@ -63,7 +71,8 @@ struct ContextInner {
 
 impl TaskContext {
     /// The context of attempt `attempt` of task `id`. The attempt's limits and parent span live
-    /// here, on the heap, so that the future running the attempt stays small.
+    /// here, on the heap, so that the future running the attempt stays small; the heap block is
+    /// a spare of this thread when it has one, written over in place.
     pub(crate) fn new(
         id: TaskId,
         name: SharedStr,
@@ -73,13 +82,32 @@ impl TaskContext {
         timeout: Option<Duration>,
         parent_span: tracing::Span,
     ) -> Self {
+        let tags = (!tags.is_empty()).then(|| tags.clone());
+        let spare = SPARE
+            .try_with(|spare| spare.borrow_mut().pop())
+            .ok()
+            .flatten();
+        if let Some(mut inner) = spare
+            && let Some(unshared) = Arc::get_mut(&mut inner)
+        {
+            // What a spare held on the heap is already dropped (see `recycle`).
+            unshared.id = id;
+            unshared.name = name;
+            unshared.attempt = attempt;
+            unshared.tags = tags;
+            unshared.manager = Some(manager);
+            unshared.timeout = timeout;
+            unshared.parent_span = parent_span;
+            *unshared.stopped.get_mut() = false;
+            return Self { inner };
+        }
         Self {
             inner: Arc::new(ContextInner {
                 id,
                 name,
                 attempt,
-                tags: (!tags.is_empty()).then(|| tags.clone()),
-                manager,
+                tags,
+                manager: Some(manager),
                 timeout,
                 parent_span,
                 panic_trace: parking_lot::Mutex::new(None),
@@ -87,6 +115,28 @@ impl TaskContext {
                 stop_waker: AtomicWaker::new(),
             }),
         }
+    }
+
+    /// Lets go of the context of an attempt that ended. When this is its last handle (no one
+    /// kept a clone), what it holds is dropped and its heap block kept for the next attempt
+    /// started on this thread ([`Self::new`]): a runner's attempts then take no allocation each.
+    pub(crate) fn recycle(self) {
+        let Self { mut inner } = self;
+        let Some(unshared) = Arc::get_mut(&mut inner) else {
+            return;
+        };
+        unshared.manager = None;
+        unshared.tags = None;
+        unshared.parent_span = tracing::Span::none();
+        *unshared.panic_trace.get_mut() = None;
+        drop(unshared.stop_waker.take());
+        // On a thread being torn down the block is simply freed.
+        let _ = SPARE.try_with(move |spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < MAX_SPARE {
+                spare.push(inner);
+            }
+        });
     }
 
     /// The context of the task running here, or `None` outside a task.
@@ -171,7 +221,7 @@ impl TaskContext {
     pub fn log(&self, level: LogLevel, message: impl Into<String>, fields: Map<String, Value>) {
         let mut entry = LogEntry::new(level, message);
         entry.fields = fields;
-        self.inner.manager.append_log(self.inner.id, entry);
+        self.manager().append_log(self.inner.id, entry);
     }
 
     /// Runs `future` with this context as the current one.
@@ -194,7 +244,10 @@ impl TaskContext {
 
     /// The manager running this attempt.
     pub(crate) fn manager(&self) -> &Arc<Inner> {
-        &self.inner.manager
+        self.inner
+            .manager
+            .as_ref()
+            .expect("only a spare context, never handed out, has no manager")
     }
 
     /// The attempt's time limit.
@@ -407,5 +460,51 @@ impl Visit for FieldVisitor {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.put(field, Value::from(format!("{value:?}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TaskManager;
+
+    /// The heap block of this thread's most recent spare context, and whether every spare has
+    /// let go of its manager.
+    fn spares() -> (Option<usize>, bool) {
+        SPARE.with(|spare| {
+            let spare = spare.borrow();
+            (
+                spare.last().map(|context| Arc::as_ptr(context).addr()),
+                spare.iter().all(|context| context.manager.is_none()),
+            )
+        })
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_ended_attempts_context_is_reused_and_keeps_no_manager() {
+        let manager = TaskManager::builder().build().await.expect("builds");
+        let first = manager.spawn("first", async {}).await.expect("enqueued");
+        manager.wait(first).await.expect("finishes");
+        let (spare, released) = spares();
+        let spare = spare.expect("the ended attempt's context is kept on this thread");
+        assert!(released, "a spare keeps no manager alive");
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let second = manager
+            .spawn("second", async move {
+                let context = TaskContext::current().expect("inside a task");
+                let block = Arc::as_ptr(&context.inner).addr();
+                let _ = sender.send((block, context.name().to_owned()));
+            })
+            .await
+            .expect("enqueued");
+        manager.wait(second).await.expect("finishes");
+        let (block, name) = receiver.await.expect("the task ran");
+        assert_eq!(
+            block, spare,
+            "the next attempt here reuses the spare's block"
+        );
+        assert_eq!(name, "second");
+        manager.shutdown().await.expect("shuts down");
     }
 }

@@ -512,9 +512,11 @@ async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
         outcome = run => Some(outcome),
     };
     context.mark_ended();
-    context
+    let starts = context
         .manager()
-        .finish(&cell, context.attempt(), outcome, Some(slot))
+        .finish(&cell, context.attempt(), outcome, Some(slot));
+    context.recycle();
+    starts
 }
 
 /// Runs a blocking attempt on the blocking pool, coordinated by a task of its own that applies

@@ -169,3 +169,26 @@ async fn log_entries_per_task_are_bounded() {
     assert_eq!(logs.len(), 11);
     assert!(logs[10].message.contains("log limit of 10 entries reached"));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_context_kept_past_its_attempt_is_not_reused() {
+    let manager = TaskManager::builder().build().await.expect("builds");
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let kept = manager
+        .spawn("keeps.context", async move {
+            let _ = sender.send(TaskContext::current().expect("inside a task"));
+        })
+        .await
+        .expect("enqueued");
+    manager.wait(kept).await.expect("finishes");
+    let context = receiver.await.expect("the task ran");
+    // Later attempts on this thread start while the kept context is still held.
+    for _ in 0..20 {
+        let id = manager.spawn("later", async {}).await.expect("enqueued");
+        manager.wait(id).await.expect("finishes");
+    }
+    assert_eq!(context.id(), kept);
+    assert_eq!(context.name(), "keeps.context");
+    assert_eq!(context.attempt(), 1);
+    manager.shutdown().await.expect("shuts down");
+}
