@@ -87,7 +87,8 @@ fn expand(args: &TaskArgs, function: &TaskFn) -> TokenStream {
         .as_ref()
         .map_or((fn_span, fn_span), first_last);
     let task_run = respan(quote!(#krate::__private::TaskRun::), ret_first);
-    let run = if item.sig.asyncness.is_some() {
+    let blocking = item.sig.asyncness.is_none();
+    let run = if !blocking {
         let call = quote!(#krate::__private::assert_send_future(#fn_ident(#(#bindings),*)));
         // Unboxed: `from_future` boxes the attempt's future once.
         let boxed = respan(quote!(let __taskflow_future = #call;), fn_span);
@@ -116,6 +117,7 @@ fn expand(args: &TaskArgs, function: &TaskFn) -> TokenStream {
             impl #krate::__private::Task for #struct_ident {
                 const NAME: &'static str = #name;
                 const OPTIONS: #krate::__private::TaskOptions = #options;
+                const BLOCKING: bool = #blocking;
 
                 fn run(self) -> #krate::__private::TaskRun {
                     let Self { #(#fields_idents: #bindings),* } = self;

@@ -11,7 +11,7 @@
 //!   `Serialize` and `Deserialize`. `#[serde(...)]` attributes written on a parameter move to
 //!   its field, so `#[serde(default)] cc: Option<String>` lets old stored payloads decode;
 //! - `impl taskflow::Task` for that struct, with the task's name and its `const` options. An
-//!   `async fn` runs on the async runtime, a plain `fn` on the blocking pool;
+//!   `async fn` runs on the async runtime, a plain `fn` on the blocking pool (`BLOCKING`);
 //! - a registration submitted through `inventory`, so a stored task can be decoded and run
 //!   again from its name;
 //! - compile-time checks, reported on your own tokens: every argument is
@@ -67,6 +67,7 @@
 //! assert_eq!(SendWelcome::NAME, "send_welcome");
 //! assert_eq!(SendWelcome::OPTIONS.retries, 3);
 //! assert_eq!(Render::NAME, "reports.render");
+//! assert!(Render::BLOCKING && !SendWelcome::BLOCKING);
 //! # let _ = task;
 //!
 //! // The functions stay directly callable.

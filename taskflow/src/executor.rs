@@ -20,6 +20,7 @@ use crate::context::TaskContext;
 use crate::dispatch::{QueueIndex, Waiting};
 use crate::few::Few;
 use crate::manager::{Cell, Concluded, Entry, Inner, Settle, State};
+use crate::shared_str::SharedStr;
 use crate::task::{LogEntry, LogLevel, TaskFailure, TaskId, TaskResult, TaskRun, TaskStatus};
 
 /// An attempt chosen to start, carried out of the lock to [`launch`].
@@ -183,7 +184,16 @@ impl Inner {
         let cell = waiting.payload;
         let mut entry = cell.lock();
         let (record, live) = entry.live_mut()?;
-        let run = live.next.take()?;
+        let run = match live.next.take() {
+            Some(run) => run,
+            // A typed task's first body is made here, on the thread that runs the attempt.
+            None if record.attempt == 0 => live.factory.make_typed()?,
+            None => return None,
+        };
+        if run.is_blocking() != live.blocking {
+            // `Task::BLOCKING` said the other kind: the attempt runs where `run` says.
+            record.executor = executor_name(run.is_blocking());
+        }
         record.status = TaskStatus::Running;
         record.attempt += 1;
         record.start_time.get_or_insert(now);
@@ -420,6 +430,11 @@ pub(crate) fn schedule(
         },
         &runtime,
     );
+}
+
+/// The record's `executor` for an attempt of the kind `blocking` says.
+pub(crate) fn executor_name(blocking: bool) -> SharedStr {
+    SharedStr::from_static(if blocking { "blocking" } else { "async" })
 }
 
 /// Spawns the attempts chosen by [`Inner::pump`]. Call with the state lock released.

@@ -25,6 +25,7 @@ use crate::task::{Task, TaskOptions, TaskRun};
 /// impl Task for Double {
 ///     const NAME: &'static str = "double";
 ///     const OPTIONS: TaskOptions = TaskOptions::new();
+///     const BLOCKING: bool = true;
 ///     fn run(self) -> TaskRun { TaskRun::from_blocking(move || Ok::<_, String>(self.n * 2)) }
 /// }
 ///

@@ -42,6 +42,14 @@ pub trait Task: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const NAME: &'static str;
     /// Retry, timeout, queue and persistence options.
     const OPTIONS: TaskOptions;
+    /// Whether [`Task::run`] returns [`TaskRun::Blocking`] (a task for the blocking pool); `false`
+    /// by default. `#[taskflow::task]` sets it for a plain `fn`.
+    ///
+    /// A task added with [`TaskManager::add`](crate::TaskManager::add) waits for its slot under
+    /// this kind, and its first attempt's body is made only when that attempt starts, on the
+    /// thread that runs it. When `run` returns the other kind, the attempt still runs where
+    /// `run` says, counted against the declared kind's limit.
+    const BLOCKING: bool = false;
     /// Starts one attempt with these arguments.
     fn run(self) -> TaskRun;
 }

@@ -433,3 +433,85 @@ async fn every_task_starts_after_it_was_created_and_ends_after_it_started() {
     }
     manager.shutdown().await.expect("shuts down");
 }
+
+static BODIES_MADE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts the attempt bodies made of it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CountsBodies {}
+
+impl taskflow::Task for CountsBodies {
+    const NAME: &'static str = "dispatch.counts_bodies";
+    const OPTIONS: taskflow::TaskOptions = taskflow::TaskOptions::new();
+    fn run(self) -> taskflow::TaskRun {
+        BODIES_MADE.fetch_add(1, Ordering::SeqCst);
+        taskflow::TaskRun::from_future(async {})
+    }
+}
+
+#[tokio::test]
+async fn a_typed_tasks_body_is_made_when_its_attempt_starts() {
+    let manager = TaskManager::builder()
+        .max_concurrent_tasks(1)
+        .build()
+        .await
+        .expect("builds");
+    let (open, gate) = tokio::sync::oneshot::channel::<()>();
+    let holder = manager
+        .spawn("holds.the.slot", async move {
+            let _ = gate.await;
+        })
+        .await
+        .expect("enqueued");
+    let id = manager.add(CountsBodies {}).await.expect("enqueued");
+    let waiting = manager.get(id).await.expect("reads").expect("known");
+    assert_eq!(waiting.status, TaskStatus::Pending);
+    assert_eq!(
+        BODIES_MADE.load(Ordering::SeqCst),
+        0,
+        "no body is made while the task waits for its slot"
+    );
+    let _ = open.send(());
+    manager.wait(holder).await.expect("finishes");
+    let record = manager.wait(id).await.expect("finishes");
+    assert_eq!(record.status, TaskStatus::Success);
+    assert_eq!(record.executor, "async");
+    assert_eq!(
+        BODIES_MADE.load(Ordering::SeqCst),
+        1,
+        "one attempt, one body"
+    );
+    manager.shutdown().await.expect("shuts down");
+}
+
+/// Runs on the blocking pool without saying so (`BLOCKING` left `false`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Undeclared {}
+
+impl taskflow::Task for Undeclared {
+    const NAME: &'static str = "dispatch.undeclared";
+    const OPTIONS: taskflow::TaskOptions = taskflow::TaskOptions::new();
+    fn run(self) -> taskflow::TaskRun {
+        taskflow::TaskRun::from_blocking(|| {
+            let thread = std::thread::current();
+            thread.name().map(str::to_owned).ok_or("an unnamed thread")
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_blocking_run_declared_async_still_runs_on_the_blocking_pool() {
+    let manager = TaskManager::builder().build().await.expect("builds");
+    let id = manager.add(Undeclared {}).await.expect("enqueued");
+    let record = manager.wait(id).await.expect("finishes");
+    assert_eq!(record.status, TaskStatus::Success, "{record:?}");
+    assert_eq!(record.executor, "blocking");
+    let thread = record.result.expect("a result");
+    assert!(
+        thread
+            .as_str()
+            .is_some_and(|name| name.starts_with("taskflow-blocking-")),
+        "ran on {thread}"
+    );
+    manager.shutdown().await.expect("shuts down");
+}

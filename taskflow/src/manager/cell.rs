@@ -112,6 +112,8 @@ pub(crate) struct Live {
     pub(crate) queue: QueueIndex,
     /// Its declaration's options, shared by every run of the task.
     pub(crate) options: &'static TaskOptions,
+    /// The next attempt's body; `None` before a typed task's first attempt, whose body the
+    /// factory makes when the attempt starts ([`Factory::make_typed`]).
     pub(crate) next: Option<TaskRun>,
     pub(crate) factory: Factory,
     pub(crate) blocking: bool,
@@ -140,6 +142,15 @@ pub(crate) enum Factory {
 }
 
 impl Factory {
+    /// A typed task's body, made now; `None` from the other factories, whose tasks are given
+    /// their first body when they are enqueued.
+    pub(crate) fn make_typed(&self) -> Option<TaskRun> {
+        match self {
+            Self::Typed(make) => Some(make()),
+            Self::Stored(..) | Self::Once => None,
+        }
+    }
+
     pub(crate) fn make(&self) -> std::result::Result<TaskRun, TaskFailure> {
         match self {
             Self::Typed(make) => Ok(make()),

@@ -63,6 +63,16 @@ impl Stamp {
     }
 }
 
+/// A new task's first attempt body.
+pub(crate) enum First {
+    /// Made at enqueue: an ad-hoc future.
+    Made(TaskRun),
+    /// Made by the task's typed factory when the attempt starts, on the thread that runs it, so
+    /// that the body is allocated and freed there rather than on the enqueuing thread; of the
+    /// kind `blocking` says ([`Task::BLOCKING`](crate::Task::BLOCKING)).
+    Later { blocking: bool },
+}
+
 /// Why a task was not queued.
 enum Refused {
     /// Its idempotency key is held by this run.
@@ -89,11 +99,14 @@ impl Inner {
         name: SharedStr,
         options: &'static TaskOptions,
         args: Option<Value>,
-        first: TaskRun,
+        first: First,
         factory: Factory,
         source: &'static str,
     ) -> NewTask {
-        let blocking = first.is_blocking();
+        let (blocking, next) = match first {
+            First::Made(run) => (run.is_blocking(), Some(run)),
+            First::Later { blocking } => (blocking, None),
+        };
         // Stamped with its id and creation time when it is submitted.
         let mut cell = TaskCell::pending(
             TaskId::from_bytes([0; 16]),
@@ -107,14 +120,14 @@ impl Inner {
             record.priority = options.priority;
             record.args = args;
             record.source = SharedStr::from_static(source);
-            record.executor = SharedStr::from_static(if blocking { "blocking" } else { "async" });
+            record.executor = executor::executor_name(blocking);
             record.persist = options.persist && self.store.is_some();
             record.trace_parent = crate::observe::trace_parent();
             entry.live = Some(Live {
                 // Resolved from the record's queue name when the task is queued.
                 queue: QueueIndex::DEFAULT,
                 options,
-                next: Some(first),
+                next,
                 factory,
                 blocking,
                 attempt: None,

@@ -34,6 +34,7 @@ use crate::task::{LogEntry, Task, TaskId, TaskOptions, TaskRecord, TaskRun, Task
 
 pub use builder::TaskManagerBuilder;
 pub(crate) use cell::{Cell, Entry, Factory, Live, TaskCell};
+use enqueue::First;
 pub use enqueue::{AddBuilder, AddFuture};
 pub(crate) use lock::{Outbox, StateLock, Waiters};
 pub(crate) use storage::StorageConfig;
@@ -209,12 +210,13 @@ impl TaskManager {
                 source,
             })
             .map(|json| {
-                let first = args.clone().run();
                 self.inner.new_task(
                     SharedStr::from_static(T::NAME),
                     &T::OPTIONS,
                     Some(json),
-                    first,
+                    First::Later {
+                        blocking: T::BLOCKING,
+                    },
                     Factory::Typed(Box::new(move || args.clone().run())),
                     "task",
                 )
@@ -249,7 +251,7 @@ impl TaskManager {
             SharedStr::from(name.into()),
             &SPAWNED,
             None,
-            TaskRun::from_future(future),
+            First::Made(TaskRun::from_future(future)),
             Factory::Once,
             "spawn",
         );
@@ -537,7 +539,7 @@ impl TaskManager {
                         SharedStr::from_static(registration.name()),
                         registration.options(),
                         Some(args.clone()),
-                        first,
+                        First::Made(first),
                         Factory::Stored(registration.decoder(), Box::new(args)),
                         "task",
                     )
