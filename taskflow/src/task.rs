@@ -49,6 +49,25 @@ pub trait Task: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// this kind, and its first attempt's body is made only when that attempt starts, on the
     /// thread that runs it. When `run` returns the other kind, the attempt still runs where
     /// `run` says, counted against the declared kind's limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskflow::Task;
+    ///
+    /// #[taskflow::task]
+    /// fn shrink(width: u32) -> Result<u32, String> {
+    ///     Ok(width / 2)
+    /// }
+    ///
+    /// #[taskflow::task]
+    /// async fn notify(user_id: u64) {
+    ///     let _ = user_id;
+    /// }
+    ///
+    /// assert!(Shrink::BLOCKING);
+    /// assert!(!Notify::BLOCKING);
+    /// ```
     const BLOCKING: bool = false;
     /// Starts one attempt with these arguments.
     fn run(self) -> TaskRun;
