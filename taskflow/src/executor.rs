@@ -191,8 +191,10 @@ impl Inner {
             None => return None,
         };
         if run.is_blocking() != live.blocking {
-            // `Task::BLOCKING` said the other kind: the attempt runs where `run` says.
-            record.executor = executor_name(run.is_blocking());
+            // `Task::BLOCKING` said the other kind: the attempt runs where `run` says, and is
+            // cancelled (or not) as that kind; its slot stays the declared kind's.
+            live.blocking = run.is_blocking();
+            record.executor = executor_name(live.blocking);
         }
         record.status = TaskStatus::Running;
         record.attempt += 1;
