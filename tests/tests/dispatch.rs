@@ -1,7 +1,7 @@
 //! Dispatch: `max_concurrent_tasks` is never exceeded, sync tasks run on their own pool while
 //! request handlers stay responsive, named queues limit concurrency and size, priority then FIFO
-//! order, run-time resize, queue stats, and the start and end times of tasks that start at once
-//! or wait for a slot.
+//! order, run-time resize, queue stats, the start and end times of tasks that start at once or
+//! wait for a slot, and a typed task's body made when its attempt starts, of the kind `run` says.
 
 mod support;
 
@@ -484,15 +484,18 @@ async fn a_typed_tasks_body_is_made_when_its_attempt_starts() {
     manager.shutdown().await.expect("shuts down");
 }
 
-/// Runs on the blocking pool without saying so (`BLOCKING` left `false`).
+/// Runs on the blocking pool for `millis` without saying so (`BLOCKING` left `false`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Undeclared {}
+struct Undeclared {
+    millis: u64,
+}
 
 impl taskflow::Task for Undeclared {
     const NAME: &'static str = "dispatch.undeclared";
     const OPTIONS: taskflow::TaskOptions = taskflow::TaskOptions::new();
     fn run(self) -> taskflow::TaskRun {
-        taskflow::TaskRun::from_blocking(|| {
+        taskflow::TaskRun::from_blocking(move || {
+            std::thread::sleep(Duration::from_millis(self.millis));
             let thread = std::thread::current();
             thread.name().map(str::to_owned).ok_or("an unnamed thread")
         })
@@ -500,9 +503,18 @@ impl taskflow::Task for Undeclared {
 }
 
 #[tokio::test]
-async fn a_blocking_run_declared_async_still_runs_on_the_blocking_pool() {
+async fn a_blocking_run_declared_async_runs_and_is_refused_cancel_as_blocking() {
     let manager = TaskManager::builder().build().await.expect("builds");
-    let id = manager.add(Undeclared {}).await.expect("enqueued");
+    let id = manager
+        .add(Undeclared { millis: 300 })
+        .await
+        .expect("enqueued");
+    support::until_status(&manager, id, TaskStatus::Running).await;
+    let refused = manager.cancel(id).await;
+    assert!(
+        matches!(refused, Err(Error::CannotCancelBlocking(e)) if e == id),
+        "a running blocking attempt cannot be stopped, whatever was declared: {refused:?}"
+    );
     let record = manager.wait(id).await.expect("finishes");
     assert_eq!(record.status, TaskStatus::Success, "{record:?}");
     assert_eq!(record.executor, "blocking");
