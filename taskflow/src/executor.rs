@@ -186,7 +186,7 @@ impl Inner {
         let (record, live) = entry.live_mut()?;
         let run = match live.next.take() {
             Some(run) => run,
-            // A typed task's first body is made here, on the thread that runs the attempt.
+            // A typed task's first body is made when its attempt starts (see `First::Later`).
             None if record.attempt == 0 => live.factory.make_typed()?,
             None => return None,
         };

@@ -46,8 +46,7 @@ pub trait Task: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// by default. `#[taskflow::task]` sets it for a plain `fn`.
     ///
     /// A task added with [`TaskManager::add`](crate::TaskManager::add) waits for its slot under
-    /// this kind, and its first attempt's body is made only when that attempt starts, on the
-    /// thread that runs it. When `run` returns the other kind, the attempt still runs where
+    /// this kind, and its first attempt's body is made only when that attempt starts. When `run` returns the other kind, the attempt still runs where
     /// `run` says, counted against the declared kind's limit.
     ///
     /// # Examples

@@ -67,9 +67,9 @@ impl Stamp {
 pub(crate) enum First {
     /// Made at enqueue: an ad-hoc future.
     Made(TaskRun),
-    /// Made by the task's typed factory when the attempt starts, on the thread that runs it, so
-    /// that the body is allocated and freed there rather than on the enqueuing thread; of the
-    /// kind `blocking` says ([`Task::BLOCKING`](crate::Task::BLOCKING)).
+    /// Made by the task's typed factory when the attempt starts: for a task that waited for its
+    /// slot, in the finish of the attempt before it, on the runner that then runs it, so that the
+    /// body is allocated and freed on one thread; of the kind `blocking` says ([`Task::BLOCKING`](crate::Task::BLOCKING)).
     Later { blocking: bool },
 }
 
