@@ -1,9 +1,11 @@
 //! One workload for a profiler, or for a quick ratio: `profile
-//! <taskflow|retry|floor|ledger[N]|compact> [tasks] [producers] [rounds]` (defaults: `taskflow
-//! 100000 8 1`). Runs `rounds` batches of `tasks` one after another on one manager and prints
-//! the median, fastest and 90th percentile batch. `ledger` is the least bookkeeping of tracked
-//! tasks (see `taskflow_benches::Ledger`); `ledger8` splits it over 8 locks; `compact` keeps only
-//! each record's id, state and times.
+//! <taskflow|welcome|retry|floor|ledger[N]|compact> [tasks] [producers] [rounds]` (defaults:
+//! `taskflow 100000 8 1`). Runs `rounds` batches of `tasks` one after another on one manager and
+//! prints the median, fastest and 90th percentile batch. `taskflow` runs no-op tasks without
+//! arguments, `welcome` tasks with two (a number and a 15-byte address) that return a number, as
+//! a typical mail task does. `ledger` is the least bookkeeping of tracked tasks (see
+//! `taskflow_benches::Ledger`); `ledger8` splits it over 8 locks; `compact` keeps only each
+//! record's id, state and times.
 //!
 //! ```text
 //! cargo build --release -p taskflow-benches --example profile
@@ -15,7 +17,8 @@
 use std::time::Duration;
 
 use taskflow_benches::{
-    FailOnce, Ledger, floor_noop, ledger_noop, manager, max_history, taskflow_noop, taskflow_run,
+    FailOnce, Ledger, Welcome, floor_noop, ledger_noop, manager, max_history, taskflow_noop,
+    taskflow_run,
 };
 
 fn main() {
@@ -52,6 +55,13 @@ fn main() {
                 (Some(ledger), _) => ledger_noop(ledger, n, producers).await,
                 (None, "floor") => floor_noop(n, producers).await,
                 (None, "retry") => taskflow_run(&manager, n, producers, || FailOnce {}).await,
+                (None, "welcome") => {
+                    taskflow_run(&manager, n, producers, || Welcome {
+                        user_id: 42,
+                        email: "ada@example.com".to_owned(),
+                    })
+                    .await
+                }
                 (None, _) => taskflow_noop(&manager, n, producers).await,
             });
         }
