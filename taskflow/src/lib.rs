@@ -4,6 +4,7 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+mod args;
 mod blocking;
 mod clock;
 mod context;
@@ -29,6 +30,7 @@ pub mod observability {}
 
 #[cfg(feature = "admin")]
 pub use admin::{TaskAdmin, Tasks};
+pub use args::TaskArgs;
 pub use context::{TaskContext, TaskLogLayer};
 pub use dispatch::{QueueConfig, QueueStats};
 pub use error::{Error, Result};

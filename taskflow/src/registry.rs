@@ -8,8 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde_json::Value;
-
+use crate::args::TaskArgs;
 use crate::error::{Error, Result};
 use crate::task::{Task, TaskOptions, TaskRun};
 
@@ -31,7 +30,7 @@ use crate::task::{Task, TaskOptions, TaskRun};
 ///
 /// let reg = Registration::of::<Double>(module_path!(), file!(), line!());
 /// assert_eq!(reg.name(), "double");
-/// let run = reg.decode(serde_json::json!({ "n": 21 })).unwrap();
+/// let run = reg.decode(&serde_json::json!({ "n": 21 }).into()).unwrap();
 /// match run {
 ///     TaskRun::Blocking(f) => assert_eq!(f(), Ok(serde_json::json!(42))),
 ///     TaskRun::Async(_) => unreachable!(),
@@ -49,12 +48,12 @@ pub struct Registration {
 }
 
 /// Decodes stored JSON arguments and prepares one attempt.
-pub(crate) type Decoder = fn(Value) -> std::result::Result<TaskRun, serde_json::Error>;
+pub(crate) type Decoder = fn(&TaskArgs) -> std::result::Result<TaskRun, serde_json::Error>;
 
 inventory::collect!(Registration);
 
-fn decode_and_run<T: Task>(payload: Value) -> std::result::Result<TaskRun, serde_json::Error> {
-    serde_json::from_value::<T>(payload).map(T::run)
+fn decode_and_run<T: Task>(args: &TaskArgs) -> std::result::Result<TaskRun, serde_json::Error> {
+    args.decode::<T>().map(T::run)
 }
 
 impl Registration {
@@ -120,8 +119,8 @@ impl Registration {
     /// # Examples
     ///
     /// See [`Registration`].
-    pub fn decode(&self, payload: Value) -> std::result::Result<TaskRun, serde_json::Error> {
-        (self.decode)(payload)
+    pub fn decode(&self, args: &TaskArgs) -> std::result::Result<TaskRun, serde_json::Error> {
+        (self.decode)(args)
     }
 
     /// The function behind [`Registration::decode`].

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::args::TaskArgs;
 pub(crate) use crate::id::TaskId;
 use crate::shared_str::SharedStr;
 
@@ -857,9 +858,9 @@ pub struct TaskRecord {
     pub instance_id: SharedStr,
     /// The JSON result of a successful run.
     pub result: Option<Value>,
-    /// The JSON arguments (the admin API shows them only with `display_args`).
+    /// The arguments, as JSON (the admin API shows them only with `display_args`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args: Option<Value>,
+    pub args: Option<TaskArgs>,
     /// The run this one retries.
     pub retry_of: Option<TaskId>,
     /// Not started before this time.

@@ -301,7 +301,7 @@ async fn retry_and_cancel_codes() {
     let rerun = manager.wait(new_id).await.expect("rerun finishes");
     assert_eq!(rerun.retry_of, Some(failed));
     assert_eq!(rerun.source, "retry");
-    assert_eq!(rerun.args, Some(json!({ "name": "fail" })));
+    assert_eq!(rerun.args, Some(json!({ "name": "fail" }).into()));
 
     // Running: retry is refused, cancel works; cancelled: cancel is refused.
     let running = manager.add(Sleepy {}).await.expect("enqueued");

@@ -34,7 +34,7 @@ async fn decode_and_run_from_name_and_json() {
     );
     assert!(registration.location().0.ends_with("registry.rs"));
     match registration
-        .decode(json!({ "a": 2, "b": 40 }))
+        .decode(&json!({ "a": 2, "b": 40 }).into())
         .expect("decodes")
     {
         TaskRun::Blocking(run) => assert_eq!(run(), Ok(json!(42))),
@@ -43,14 +43,14 @@ async fn decode_and_run_from_name_and_json() {
     let greet = registry.get("registry.greet").expect("registered");
     // An old payload without the defaulted field still decodes.
     match greet
-        .decode(json!({ "name": "ada" }))
+        .decode(&json!({ "name": "ada" }).into())
         .expect("decodes with the serde default")
     {
         TaskRun::Async(run) => assert_eq!(run.await, Ok(json!("hello ada"))),
         TaskRun::Blocking(_) => panic!("an async fn runs on the runtime"),
     }
     let error = registration
-        .decode(json!({ "a": "two" }))
+        .decode(&json!({ "a": "two" }).into())
         .expect_err("bad payload");
     assert!(error.to_string().contains("invalid type"), "{error}");
 }

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use super::spare;
+use crate::args::TaskArgs;
 use crate::context::TaskContext;
 use crate::dispatch::QueueIndex;
 use crate::few::Few;
@@ -134,9 +134,9 @@ pub(crate) struct Live {
 pub(crate) enum Factory {
     /// From the typed arguments.
     Typed(Box<dyn Fn() -> TaskRun + Send + Sync>),
-    /// From stored JSON through the registry; the payload is boxed so that every live part,
-    /// most of which hold a `Typed` factory, is not as large as a JSON value.
-    Stored(Decoder, Box<Value>),
+    /// From stored JSON through the registry; the arguments are boxed so that every live part,
+    /// most of which hold a `Typed` factory, is not as large as they are.
+    Stored(Decoder, Box<TaskArgs>),
     /// An ad-hoc future: one attempt only.
     Once,
 }
@@ -154,7 +154,7 @@ impl Factory {
     pub(crate) fn make(&self) -> std::result::Result<TaskRun, TaskFailure> {
         match self {
             Self::Typed(make) => Ok(make()),
-            Self::Stored(decode, args) => decode(Value::clone(args))
+            Self::Stored(decode, args) => decode(args)
                 .map_err(|e| TaskFailure::permanent(format!("arguments no longer decode: {e}"))),
             Self::Once => Err(TaskFailure::permanent("an ad-hoc task cannot run again")),
         }

@@ -8,10 +8,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use super::storage::MAX_UNSAVED;
 use super::{Cell, Entry, Factory, Inner, Live, Settle, State, TaskCell, TaskManager};
+use crate::args::TaskArgs;
 use crate::dispatch::{QueueIndex, Waiting};
 use crate::error::{Error, Result};
 use crate::executor::{self, Picked};
@@ -98,7 +98,7 @@ impl Inner {
         &self,
         name: SharedStr,
         options: &'static TaskOptions,
-        args: Option<Value>,
+        args: Option<TaskArgs>,
         first: First,
         factory: Factory,
         source: &'static str,

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::args::TaskArgs;
 use crate::blocking::BlockingPool;
 use crate::dispatch::{Dispatch, QueueConfig, QueueStats, Waiting};
 use crate::error::{Error, Result};
@@ -204,7 +205,7 @@ impl TaskManager {
     /// # }
     /// ```
     pub fn add<T: Task>(&self, args: T) -> AddBuilder {
-        let task = serde_json::to_value(&args)
+        let task = TaskArgs::encode(&args)
             .map_err(|source| Error::Arguments {
                 name: T::NAME.to_owned(),
                 source,
@@ -490,7 +491,7 @@ impl TaskManager {
             return Err(Error::NotRetryable(id));
         };
         let mut builder = self
-            .add_named(&record.func_name, args)
+            .add_args(&record.func_name, args)
             .tags(record.tags)
             .queue(record.queue)
             .priority(record.priority);
@@ -526,10 +527,15 @@ impl TaskManager {
     /// # }
     /// ```
     pub fn add_named(&self, name: &str, args: Value) -> AddBuilder {
+        self.add_args(name, TaskArgs::from(args))
+    }
+
+    /// [`add_named`](Self::add_named) with the arguments' JSON text.
+    fn add_args(&self, name: &str, args: TaskArgs) -> AddBuilder {
         let task = match self.inner.registry.get(name) {
             None => Err(self.inner.registry.unknown(name)),
             Some(registration) => registration
-                .decode(args.clone())
+                .decode(&args)
                 .map_err(|source| Error::Arguments {
                     name: name.to_owned(),
                     source,

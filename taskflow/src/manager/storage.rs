@@ -382,7 +382,7 @@ impl Inner {
             (None, _) => Err(self.registry.unknown(&record.func_name).to_string()),
             (Some(_), None) => Err("it has no stored arguments to run it again".to_owned()),
             (Some(registration), Some(args)) => registration
-                .decode(args.clone())
+                .decode(&args)
                 .map(|run| (registration, args, run))
                 .map_err(|e| format!("its stored arguments no longer decode: {e}")),
         };

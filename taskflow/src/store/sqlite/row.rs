@@ -9,8 +9,10 @@ use std::ops::Range;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{id_from_blob, micros, rfc3339, stats};
+use crate::args::TaskArgs;
 use crate::store::StoreError;
 use crate::task::{LogEntry, TaskId, TaskRecord, TaskStatus};
 
@@ -20,7 +22,7 @@ pub(super) const COLUMNS: &str =
 
 /// The `record` column read back (see [`write_body`]); what it left out takes its default.
 #[derive(Deserialize)]
-struct StoredBody {
+struct StoredBody<'a> {
     created_at: DateTime<Utc>,
     #[serde(default)]
     start_time: Option<DateTime<Utc>>,
@@ -46,8 +48,9 @@ struct StoredBody {
     attempt: u32,
     #[serde(default)]
     result: Option<Value>,
-    #[serde(default)]
-    args: Option<Value>,
+    /// Kept as the text it is, without a JSON value made of it on the way.
+    #[serde(default, borrow)]
+    args: Option<&'a RawValue>,
     #[serde(default)]
     retry_of: Option<TaskId>,
     #[serde(default)]
@@ -71,7 +74,7 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
             .parse()
             .map_err(|e| format!("its status `{status}`: {e}"))?;
         let tags = serde_json::from_str(&tags).map_err(|e| format!("its tags: {e}"))?;
-        let body: StoredBody =
+        let body: StoredBody<'_> =
             serde_json::from_str(&body).map_err(|e| format!("its record: {e}"))?;
         let name: String = row.get(1).map_err(|e| e.to_string())?;
         let instance_id: String = row.get(3).map_err(|e| e.to_string())?;
@@ -93,7 +96,7 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
         record.executor = body.executor.into();
         record.attempt = body.attempt;
         record.result = body.result;
-        record.args = body.args;
+        record.args = body.args.map(|args| TaskArgs::from_json_text(args.get()));
         record.retry_of = body.retry_of;
         record.run_at = body.run_at;
         record.trace_parent = body.trace_parent;
@@ -168,7 +171,10 @@ fn write_body(out: &mut Vec<u8>, record: &TaskRecord) -> serde_json::Result<()> 
     json(out, "executor", text(&record.executor))?;
     json(out, "attempt", number(&record.attempt))?;
     json(out, "result", record.result.as_ref())?;
-    json(out, "args", record.args.as_ref())?;
+    if let Some(args) = &record.args {
+        key(out, "args");
+        out.extend_from_slice(args.as_str().as_bytes());
+    }
     json(out, "retry_of", record.retry_of.as_ref())?;
     time(out, "run_at", record.run_at.as_ref())?;
     json(out, "trace_parent", record.trace_parent.as_ref())?;
@@ -312,7 +318,7 @@ mod tests {
         #[serde(skip_serializing_if = "Option::is_none")]
         result: &'a Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        args: &'a Option<Value>,
+        args: &'a Option<TaskArgs>,
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_of: &'a Option<TaskId>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -378,7 +384,7 @@ mod tests {
         full.executor = "blocking".into();
         full.attempt = 3;
         full.result = Some(serde_json::json!({"sent": [1, 2.5, null, "x"]}));
-        full.args = Some(serde_json::json!({"to": "a@b.c", "n": u64::MAX}));
+        full.args = Some(serde_json::json!({"to": "a@b.c", "n": u64::MAX}).into());
         full.retry_of = Some(TaskId::new());
         full.run_at = NaiveDate::from_ymd_opt(10_000, 1, 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -419,7 +425,7 @@ mod tests {
         record.status = TaskStatus::Failed;
         record.idempotency_key = Some("order-7".to_owned());
         record.tags.insert("tenant".to_owned(), "acme".to_owned());
-        record.args = Some(serde_json::json!({"to": "a@b.c"}));
+        record.args = Some(serde_json::json!({"to": "a@b.c"}).into());
         record.error = Some("smtp down".to_owned());
         record.attempt = 2;
         record.retries_used = 1;

@@ -104,14 +104,14 @@ fn main() {
     assert!(registration.location().0.ends_with("basic.rs"));
     assert_eq!(registration.location().1, 12);
     let run = registration
-        .decode(json!({ "user_id": 9, "email": "b@c" }))
+        .decode(&json!({ "user_id": 9, "email": "b@c" }).into())
         .expect("decodes");
     assert_eq!(outcome(run), Ok(json!("9:b@c")));
     let run = registry
         .get("render_report")
         .unwrap()
-        .decode(json!({ "report_id": 1, "pages": [1, 1] }))
+        .decode(&json!({ "report_id": 1, "pages": [1, 1] }).into())
         .unwrap();
     assert_eq!(outcome(run), Ok(json!(4)));
-    assert!(registration.decode(json!({ "user_id": 9 })).is_err());
+    assert!(registration.decode(&json!({ "user_id": 9 }).into()).is_err());
 }

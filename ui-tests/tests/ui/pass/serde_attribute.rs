@@ -34,7 +34,7 @@ fn main() {
     let run = registry
         .get("notify")
         .unwrap()
-        .decode(json!({ "user_id": 5 }))
+        .decode(&json!({ "user_id": 5 }).into())
         .unwrap();
     match run {
         TaskRun::Blocking(f) => assert_eq!(f(), Ok(json!("5 None welcome"))),
