@@ -247,3 +247,64 @@ async fn panics_fail_the_attempt_with_message_and_stack_trace() {
         TaskStatus::Success
     );
 }
+
+/// An argument that counts its copies in the counter it names.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Counted {
+    counter: usize,
+}
+
+static COPIES: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        COPIES[self.counter].fetch_add(1, Ordering::SeqCst);
+        Self {
+            counter: self.counter,
+        }
+    }
+}
+
+/// Runs once: no retries.
+#[taskflow::task]
+async fn runs_once(payload: Counted) -> Result<usize, String> {
+    Ok(payload.counter)
+}
+
+/// Fails its first attempt, then succeeds.
+#[taskflow::task(retries = 1)]
+async fn fails_first(payload: Counted) -> Result<usize, String> {
+    match taskflow::TaskContext::current().map(|context| context.attempt()) {
+        Some(1) => Err("first attempt".to_owned()),
+        _ => Ok(payload.counter),
+    }
+}
+
+#[tokio::test]
+async fn a_task_without_retries_runs_on_its_arguments_and_a_retried_one_on_copies() {
+    let manager = TaskManager::builder().build().await.expect("builds");
+    let once = manager
+        .add(RunsOnce {
+            payload: Counted { counter: 0 },
+        })
+        .await
+        .expect("enqueued");
+    let record = manager.wait(once).await.expect("finishes");
+    assert_eq!(record.status, TaskStatus::Success);
+    assert_eq!(
+        COPIES[0].load(Ordering::SeqCst),
+        0,
+        "the arguments moved in"
+    );
+    let retried = manager
+        .add(FailsFirst {
+            payload: Counted { counter: 1 },
+        })
+        .await
+        .expect("enqueued");
+    let record = manager.wait(retried).await.expect("finishes");
+    assert_eq!((record.status, record.attempt), (TaskStatus::Success, 2));
+    assert_eq!(record.result, Some(serde_json::json!(1)));
+    assert_eq!(COPIES[1].load(Ordering::SeqCst), 2, "one copy per attempt");
+    manager.shutdown().await.expect("shuts down");
+}

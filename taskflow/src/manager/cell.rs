@@ -132,10 +132,13 @@ pub(crate) struct Live {
 
 /// How to make the next attempt of a task.
 pub(crate) enum Factory {
-    /// From the typed arguments.
+    /// From a copy of the typed arguments, for each attempt.
     Typed(Box<dyn Fn() -> TaskRun + Send + Sync>),
+    /// From the typed arguments themselves, moved into the one attempt of a task declared
+    /// without retries (`None` once it has been made).
+    TypedOnce(Option<Box<dyn FnOnce() -> TaskRun + Send + Sync>>),
     /// From stored JSON through the registry; the arguments are boxed so that every live part,
-    /// most of which hold a `Typed` factory, is not as large as they are.
+    /// most of which hold a typed factory, is not as large as they are.
     Stored(Decoder, Box<TaskArgs>),
     /// An ad-hoc future: one attempt only.
     Once,
@@ -144,9 +147,10 @@ pub(crate) enum Factory {
 impl Factory {
     /// A typed task's body, made now; `None` from the other factories, whose tasks are given
     /// their first body when they are enqueued.
-    pub(crate) fn make_typed(&self) -> Option<TaskRun> {
+    pub(crate) fn make_typed(&mut self) -> Option<TaskRun> {
         match self {
             Self::Typed(make) => Some(make()),
+            Self::TypedOnce(make) => make.take().map(|make| make()),
             Self::Stored(..) | Self::Once => None,
         }
     }
@@ -156,6 +160,9 @@ impl Factory {
             Self::Typed(make) => Ok(make()),
             Self::Stored(decode, args) => decode(args)
                 .map_err(|e| TaskFailure::permanent(format!("arguments no longer decode: {e}"))),
+            Self::TypedOnce(_) => Err(TaskFailure::permanent(
+                "a task declared without retries cannot run again",
+            )),
             Self::Once => Err(TaskFailure::permanent("an ad-hoc task cannot run again")),
         }
     }

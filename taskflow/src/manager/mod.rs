@@ -218,7 +218,11 @@ impl TaskManager {
                     First::Later {
                         blocking: T::BLOCKING,
                     },
-                    Factory::Typed(Box::new(move || args.clone().run())),
+                    if T::OPTIONS.retries == 0 {
+                        Factory::TypedOnce(Some(Box::new(move || args.run())))
+                    } else {
+                        Factory::Typed(Box::new(move || args.clone().run()))
+                    },
                     "task",
                 )
             });
