@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -50,7 +50,7 @@ enum Repr {
     /// A short text, in place.
     Inline { len: u8, bytes: [u8; INLINE] },
     /// A longer one, shared by every copy.
-    Shared(Arc<str>),
+    Shared(Arc<[u8]>),
 }
 
 thread_local! {
@@ -78,40 +78,43 @@ impl TaskArgs {
         BUFFER.with(|buffer| match buffer.try_borrow_mut() {
             Ok(mut buffer) => {
                 buffer.clear();
-                let encoded = serde_json::to_writer(&mut *buffer, value)
-                    .and_then(|()| Self::from_utf8(&buffer));
+                let encoded =
+                    serde_json::to_writer(&mut *buffer, value).map(|()| Self::keep(&buffer));
                 if buffer.capacity() > KEPT_BUFFER {
                     *buffer = Vec::new();
                 }
                 encoded
             }
             // Encoding from inside a `Serialize` implementation that is itself being encoded.
-            Err(_) => Self::from_utf8(&serde_json::to_vec(value)?),
+            Err(_) => serde_json::to_vec(value).map(|text| Self::keep(&text)),
         })
     }
 
-    /// Keeps serialized `text`: in place when it fits, which needs no check that it is UTF-8
-    /// until it is read (serde_json writes UTF-8).
-    fn from_utf8(text: &[u8]) -> serde_json::Result<Self> {
-        match Self::inline(text) {
-            Some(inline) => Ok(inline),
-            None => std::str::from_utf8(text)
-                .map(|text| Self(Repr::Shared(Arc::from(text))))
-                .map_err(serde_json::Error::custom),
+    /// Keeps `text`, which must be the UTF-8 of one JSON value (as serde_json writes it): in
+    /// place when it fits. It is checked to be UTF-8 when it is read, not on this path of every
+    /// task.
+    fn keep(text: &[u8]) -> Self {
+        let mut bytes = [0; INLINE];
+        match (u8::try_from(text.len()), bytes.get_mut(..text.len())) {
+            (Ok(len), Some(inline)) => {
+                inline.copy_from_slice(text);
+                Self(Repr::Inline { len, bytes })
+            }
+            _ => Self(Repr::Shared(Arc::from(text))),
         }
     }
 
     /// Keeps `text`, which must be one JSON value.
     pub(crate) fn from_json_text(text: &str) -> Self {
-        Self::inline(text.as_bytes()).unwrap_or_else(|| Self(Repr::Shared(Arc::from(text))))
+        Self::keep(text.as_bytes())
     }
 
-    /// `text` in place, if it fits.
-    fn inline(text: &[u8]) -> Option<Self> {
-        let mut bytes = [0; INLINE];
-        let len = u8::try_from(text.len()).ok()?;
-        bytes.get_mut(..text.len())?.copy_from_slice(text);
-        Some(Self(Repr::Inline { len, bytes }))
+    /// The JSON text's bytes, unchecked.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(text) => text,
+        }
     }
 
     /// The JSON text.
@@ -123,11 +126,8 @@ impl TaskArgs {
     /// assert_eq!(args.as_str(), r#"{"to":"ada@example.com"}"#);
     /// ```
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)])
-                .expect("inline arguments are the UTF-8 that serde_json or a `str` gave"),
-            Repr::Shared(text) => text,
-        }
+        std::str::from_utf8(self.as_bytes())
+            .expect("arguments are kept from the UTF-8 of serde_json or of a `str`")
     }
 
     /// Deserializes the arguments as `T`: the task's argument struct, or a
@@ -147,7 +147,7 @@ impl TaskArgs {
     /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn decode<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
-        serde_json::from_str(self.as_str())
+        serde_json::from_slice(self.as_bytes())
     }
 }
 
@@ -181,7 +181,7 @@ impl From<&Value> for TaskArgs {
 
 impl PartialEq for TaskArgs {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 

@@ -173,7 +173,7 @@ fn write_body(out: &mut Vec<u8>, record: &TaskRecord) -> serde_json::Result<()> 
     json(out, "result", record.result.as_ref())?;
     if let Some(args) = &record.args {
         key(out, "args");
-        out.extend_from_slice(args.as_str().as_bytes());
+        out.extend_from_slice(args.as_bytes());
     }
     json(out, "retry_of", record.retry_of.as_ref())?;
     time(out, "run_at", record.run_at.as_ref())?;
