@@ -10,6 +10,7 @@
 #     -p taskflow-benches --example profile)
 #   benches/run-pairs.sh /tmp/base-target/release/examples/profile
 #   TASKFLOW_BENCH_PAIRS=24 TASKFLOW_BENCH_PRODUCERS="1 8 64" benches/run-pairs.sh <other profile>
+#   TASKFLOW_BENCH_SYSTEM=welcome benches/run-pairs.sh <other profile>   # tasks with arguments
 set -euo pipefail
 # shellcheck source=benches/other-build.sh
 source "$(dirname "$0")/other-build.sh"
@@ -17,10 +18,11 @@ other_build "profile example binary" "$@"
 pairs=${TASKFLOW_BENCH_PAIRS:-16}
 batches=${TASKFLOW_BENCH_BATCHES:-200}
 producers=${TASKFLOW_BENCH_PRODUCERS:-8 64}
+system=${TASKFLOW_BENCH_SYSTEM:-taskflow}
 cargo build -q --release -p taskflow-benches --example profile
 this=${CARGO_TARGET_DIR:-target}/release/examples/profile
 
-median() { "$1" taskflow 1000 "$2" "$batches" | sed 's/.*median_secs=\([0-9.]*\).*/\1/'; }
+median() { "$1" "$system" 1000 "$2" "$batches" | sed 's/.*median_secs=\([0-9.]*\).*/\1/'; }
 # The middle value of a column of numbers.
 middle() { sort -g | awk '{ v[NR] = $1 } END { printf "%.3f", v[int((NR + 1) / 2)] * 1000 }'; }
 
