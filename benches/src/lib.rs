@@ -258,6 +258,25 @@ where
     T: taskflow::Task,
     F: Fn() -> T + Clone + Send + 'static,
 {
+    taskflow_run_tagged(manager, n, producers, make, &[]).await
+}
+
+/// [`taskflow_run`] with `tags` given to every task at enqueue (none when empty).
+///
+/// # Panics
+///
+/// When an enqueue fails.
+pub async fn taskflow_run_tagged<T, F>(
+    manager: &TaskManager,
+    n: usize,
+    producers: usize,
+    make: F,
+    tags: &'static [(&'static str, &'static str)],
+) -> Duration
+where
+    T: taskflow::Task,
+    F: Fn() -> T + Clone + Send + 'static,
+{
     let start = Instant::now();
     fan_out(n, producers, |count| {
         let manager = manager.clone();
@@ -265,7 +284,13 @@ where
         async move {
             let mut ids = Vec::with_capacity(count);
             for _ in 0..count {
-                ids.push(manager.add(make()).await.expect("enqueue accepted"));
+                let add = manager.add(make());
+                let add = if tags.is_empty() {
+                    add
+                } else {
+                    add.tags(tags.iter().copied())
+                };
+                ids.push(add.await.expect("enqueue accepted"));
             }
             for id in ids {
                 wait_done(&manager, id).await;
