@@ -17,7 +17,8 @@ use tracing_subscriber::layer::Context as LayerContext;
 
 use crate::manager::Inner;
 use crate::shared_str::SharedStr;
-use crate::task::{LogEntry, LogLevel, Tags, TaskId};
+use crate::tags::Tags;
+use crate::task::{LogEntry, LogLevel, TaskId};
 
 tokio::task_local! {
     static CURRENT: TaskContext;
@@ -53,9 +54,8 @@ struct ContextInner {
     id: TaskId,
     name: SharedStr,
     attempt: u32,
-    /// `None` when the task has no tags: an empty map costs a call into its iterator to drop,
-    /// at the end of every attempt.
-    tags: Option<Tags>,
+    /// Shared with the task's record.
+    tags: Tags,
     /// `None` only in a spare, so that a spare keeps no manager alive.
     manager: Option<Arc<Inner>>,
     /// The attempt's time limit.
@@ -82,7 +82,7 @@ impl TaskContext {
         timeout: Option<Duration>,
         parent_span: tracing::Span,
     ) -> Self {
-        let tags = (!tags.is_empty()).then(|| tags.clone());
+        let tags = tags.clone();
         let spare = SPARE
             .try_with(|spare| spare.borrow_mut().pop())
             .ok()
@@ -126,7 +126,7 @@ impl TaskContext {
             return;
         };
         unshared.manager = None;
-        unshared.tags = None;
+        unshared.tags = Tags::new();
         unshared.parent_span = tracing::Span::none();
         *unshared.panic_trace.get_mut() = None;
         drop(unshared.stop_waker.take());
@@ -204,8 +204,7 @@ impl TaskContext {
     /// assert_eq!(tenant(), None);
     /// ```
     pub fn tags(&self) -> &Tags {
-        static NONE: Tags = Tags::new();
-        self.inner.tags.as_ref().unwrap_or(&NONE)
+        &self.inner.tags
     }
 
     /// Appends an entry to the task's log.

@@ -19,6 +19,7 @@ mod observe;
 mod registry;
 mod shared_str;
 pub mod store;
+mod tags;
 mod task;
 
 #[doc(hidden)]
@@ -43,8 +44,9 @@ pub use observe::{
 };
 pub use registry::{Registration, Registry};
 pub use shared_str::SharedStr;
+pub use tags::Tags;
 pub use task::{
-    IntoTaskResult, LogEntry, LogLevel, ParseStatusError, Permanent, Tags, Task, TaskFailure,
+    IntoTaskResult, LogEntry, LogLevel, ParseStatusError, Permanent, Task, TaskFailure,
     TaskOptions, TaskRecord, TaskResult, TaskRun, TaskStatus,
 };
 /// Declares a function as a task; see the [crate docs](crate#declaring-tasks).

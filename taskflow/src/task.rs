@@ -1,6 +1,5 @@
 //! The task model: the [`Task`] trait, its [`TaskOptions`], ids, states and records.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +14,7 @@ use serde_json::Value;
 use crate::args::TaskArgs;
 pub(crate) use crate::id::TaskId;
 use crate::shared_str::SharedStr;
+use crate::tags::Tags;
 
 /// A unit of background work with typed, serializable arguments.
 ///
@@ -796,9 +796,6 @@ impl LogEntry {
         }
     }
 }
-
-/// Key/value tags attached to a task at enqueue.
-pub type Tags = BTreeMap<String, String>;
 
 /// Everything known about one task run, as the admin API shows it.
 ///

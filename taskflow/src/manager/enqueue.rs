@@ -512,11 +512,7 @@ impl AddBuilder {
         self,
         tags: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        self.set_record(|record| {
-            record
-                .tags
-                .extend(tags.into_iter().map(|(k, v)| (k.into(), v.into())));
-        })
+        self.set_record(|record| record.tags.extend(tags))
     }
 
     /// Overrides the task's priority within its queue.

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::cell::{Cell, Entry};
 use crate::shared_str::SharedStr;
+use crate::tags::Tags;
 use crate::task::{TaskId, TaskRecord, TaskStatus};
 
 /// Cells kept per thread, at most (about 160 KiB).
@@ -129,14 +130,11 @@ fn shed(entry: &mut Entry) {
     *result = None;
     *args = None;
     *logs = Vec::new();
-    if !tags.is_empty() {
-        tags.clear();
-    }
+    *tags = Tags::new();
 }
 
 /// Makes `record`, in place, the pending record [`TaskRecord::pending_at`] makes. Every field is
-/// named, so that a new one is not forgotten. A shed record's tags are empty and not dropped
-/// again: dropping even an empty map costs a call into its iterator.
+/// named, so that a new one is not forgotten.
 pub(super) fn renew(
     record: &mut TaskRecord,
     task_id: TaskId,
@@ -182,9 +180,7 @@ pub(super) fn renew(
     *error = None;
     *stacktrace = None;
     *logs = Vec::new();
-    if !tags.is_empty() {
-        tags.clear();
-    }
+    *tags = Tags::new();
     *source = SharedStr::default();
     *priority = 0;
     *queue = SharedStr::default();

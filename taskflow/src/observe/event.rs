@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::shared_str::SharedStr;
-use crate::task::{LogEntry, LogLevel, Tags, TaskId, TaskRecord, TaskStatus};
+use crate::tags::Tags;
+use crate::task::{LogEntry, LogLevel, TaskId, TaskRecord, TaskStatus};
 
 /// One event of the feed.
 ///
