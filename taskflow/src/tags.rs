@@ -15,8 +15,9 @@ static NONE: BTreeMap<String, String> = BTreeMap::new();
 /// copying a record or starting an attempt copies a pointer, not the map. A task without tags
 /// holds no allocation.
 ///
-/// Reads go through the map it derefs to ([`BTreeMap<String, String>`]); [`insert`](Self::insert)
-/// and [`extend`](Extend::extend) copy a map that another record shares before changing it.
+/// Reads go through the map it derefs to ([`BTreeMap<String, String>`]); [`insert`](Self::insert),
+/// [`extend`](Extend::extend) and [`to_mut`](Self::to_mut) copy a map that another record shares
+/// before changing it.
 /// Serializes as a JSON object.
 ///
 /// # Examples
@@ -58,11 +59,21 @@ impl Tags {
     /// assert_eq!(tags.insert("tenant", "globex").as_deref(), Some("acme"));
     /// ```
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
-        self.map_mut().insert(key.into(), value.into())
+        self.to_mut().insert(key.into(), value.into())
     }
 
-    /// The map, copied first if another record shares it.
-    fn map_mut(&mut self) -> &mut BTreeMap<String, String> {
+    /// The map, to change in any way: copied first if another record shares it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut tags: taskflow::Tags = [("tenant", "acme"), ("debug", "1")].into_iter().collect();
+    /// let copy = tags.clone();
+    /// tags.to_mut().remove("debug");
+    /// assert_eq!(tags.len(), 1);
+    /// assert_eq!(copy.len(), 2);
+    /// ```
+    pub fn to_mut(&mut self) -> &mut BTreeMap<String, String> {
         Arc::make_mut(self.0.get_or_insert_with(Default::default))
     }
 }
@@ -87,7 +98,7 @@ impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Tags {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, tags: I) {
         let mut tags = tags.into_iter().peekable();
         if tags.peek().is_some() {
-            self.map_mut()
+            self.to_mut()
                 .extend(tags.map(|(key, value)| (key.into(), value.into())));
         }
     }
