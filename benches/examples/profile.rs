@@ -1,10 +1,11 @@
 //! One workload for a profiler, or for a quick ratio: `profile
-//! <taskflow|welcome|signup|retry|floor|ledger[N]|compact> [tasks] [producers] [rounds]`
+//! <taskflow|welcome|signup|receipt|retry|floor|ledger[N]|compact> [tasks] [producers] [rounds]`
 //! (defaults: `taskflow 100000 8 1`). Runs `rounds` batches of `tasks` one after another on one
 //! manager and prints the median, fastest and 90th percentile batch. `taskflow` runs no-op tasks
 //! without arguments, `welcome` tasks with two (a number and a 15-byte address) that return a
-//! number, as a typical mail task does, and `signup` the same tasks given two tags at enqueue
-//! (`user_id` and `source`), as the sign-up handler of the design does. `ledger` is the least
+//! number, as a typical mail task does, `signup` the same tasks given two tags at enqueue
+//! (`user_id` and `source`), as the sign-up handler of the design does, and `receipt` tasks with
+//! the same arguments that return a struct (a URL and a number). `ledger` is the least
 //! bookkeeping of tracked tasks (see `taskflow_benches::Ledger`); `ledger8` splits it over 8
 //! locks; `compact` keeps only each record's id, state and times.
 //!
@@ -18,13 +19,21 @@
 use std::time::Duration;
 
 use taskflow_benches::{
-    FailOnce, Ledger, Welcome, floor_noop, ledger_noop, manager, max_history, taskflow_noop,
-    taskflow_run, taskflow_run_tagged,
+    FailOnce, Ledger, SendReceipt, Welcome, floor_noop, ledger_noop, manager, max_history,
+    taskflow_noop, taskflow_run, taskflow_run_tagged,
 };
 
 /// The arguments of a typical mail task.
 fn welcome() -> Welcome {
     Welcome {
+        user_id: 42,
+        email: "ada@example.com".to_owned(),
+    }
+}
+
+/// The arguments of a task that returns a struct.
+fn send_receipt() -> SendReceipt {
+    SendReceipt {
         user_id: 42,
         email: "ada@example.com".to_owned(),
     }
@@ -65,6 +74,7 @@ fn main() {
                 (None, "floor") => floor_noop(n, producers).await,
                 (None, "retry") => taskflow_run(&manager, n, producers, || FailOnce {}).await,
                 (None, "welcome") => taskflow_run(&manager, n, producers, welcome).await,
+                (None, "receipt") => taskflow_run(&manager, n, producers, send_receipt).await,
                 (None, "signup") => {
                     let tags = &[("user_id", "42"), ("source", "signup")];
                     taskflow_run_tagged(&manager, n, producers, welcome, tags).await

@@ -111,6 +111,25 @@ pub async fn welcome(user_id: u64, email: String) -> Result<u64, String> {
     Ok(user_id + email.len() as u64)
 }
 
+/// What a typical report task returns: where its file went and how long it is.
+#[derive(Debug, serde::Serialize)]
+pub struct Receipt {
+    /// Where the receipt was stored.
+    pub url: String,
+    /// How many pages it has.
+    pub pages: u32,
+}
+
+/// Takes the mail task's two arguments and returns a [`Receipt`]: a task whose result is a
+/// struct, as a report or an export task has.
+#[taskflow::task(name = "bench.send_receipt")]
+pub async fn send_receipt(user_id: u64, email: String) -> Result<Receipt, String> {
+    Ok(Receipt {
+        url: format!("https://files.example.com/receipts/{user_id}.pdf"),
+        pages: u32::try_from(email.len()).map_err(|e| e.to_string())?,
+    })
+}
+
 /// The runtime every benchmark runs on: multi-thread, two workers (one per core of the reference
 /// machine; `TASKFLOW_BENCH_WORKERS` sets another number, e.g. 1 to measure without contention),
 /// timers and I/O enabled.
