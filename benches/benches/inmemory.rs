@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use taskflow::{Registry, Task, TaskArgs, TaskRun};
+use taskflow::{JsonText, Registry, Task, TaskRun};
 use taskflow_benches::{
     FailOnce, Ledger, Noop, Welcome, floor_noop, ledger_noop, manager, max_history, runtime,
     taskflow_run,
@@ -95,7 +95,7 @@ fn decode_and_run(c: &mut Criterion) {
     let rt = runtime();
     let registry = Registry::collect(Vec::new()).expect("no duplicate task names");
     let registration = *registry.get("bench.welcome").expect("registered");
-    let payload = TaskArgs::from(serde_json::json!({ "user_id": 42, "email": "ada@example.com" }));
+    let payload = JsonText::from(serde_json::json!({ "user_id": 42, "email": "ada@example.com" }));
     let mut group = c.benchmark_group("decode_and_run");
     group.bench_function(BenchmarkId::new("typed", "welcome"), |b| {
         b.to_async(&rt).iter(|| {

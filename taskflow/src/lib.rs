@@ -4,7 +4,6 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
-mod args;
 mod blocking;
 mod clock;
 mod context;
@@ -14,6 +13,7 @@ mod executor;
 mod few;
 mod history;
 mod id;
+mod json_text;
 mod manager;
 mod observe;
 mod registry;
@@ -31,12 +31,12 @@ pub mod observability {}
 
 #[cfg(feature = "admin")]
 pub use admin::{TaskAdmin, Tasks};
-pub use args::TaskArgs;
 pub use context::{TaskContext, TaskLogLayer};
 pub use dispatch::{QueueConfig, QueueStats};
 pub use error::{Error, Result};
 pub use history::{ListPage, Metrics, NameStats, TaskFilter};
 pub use id::TaskId;
+pub use json_text::JsonText;
 pub use manager::{AddBuilder, AddFuture, TaskManager, TaskManagerBuilder};
 pub use observe::{
     FileLogger, FileLoggerBuilder, InMemoryLogger, LifecycleEvent, LogEvent, LogFormat,

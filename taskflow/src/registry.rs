@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::args::TaskArgs;
 use crate::error::{Error, Result};
+use crate::json_text::JsonText;
 use crate::task::{Task, TaskOptions, TaskRun};
 
 /// A declared task: its name, options, where it was declared, and how to run it from JSON.
@@ -32,7 +32,7 @@ use crate::task::{Task, TaskOptions, TaskRun};
 /// assert_eq!(reg.name(), "double");
 /// let run = reg.decode(&serde_json::json!({ "n": 21 }).into()).unwrap();
 /// match run {
-///     TaskRun::Blocking(f) => assert_eq!(f(), Ok(serde_json::json!(42))),
+///     TaskRun::Blocking(f) => assert_eq!(f().unwrap().decode::<u64>().unwrap(), 42),
 ///     TaskRun::Async(_) => unreachable!(),
 /// }
 /// ```
@@ -48,11 +48,11 @@ pub struct Registration {
 }
 
 /// Decodes stored JSON arguments and prepares one attempt.
-pub(crate) type Decoder = fn(&TaskArgs) -> std::result::Result<TaskRun, serde_json::Error>;
+pub(crate) type Decoder = fn(&JsonText) -> std::result::Result<TaskRun, serde_json::Error>;
 
 inventory::collect!(Registration);
 
-fn decode_and_run<T: Task>(args: &TaskArgs) -> std::result::Result<TaskRun, serde_json::Error> {
+fn decode_and_run<T: Task>(args: &JsonText) -> std::result::Result<TaskRun, serde_json::Error> {
     args.decode::<T>().map(T::run)
 }
 
@@ -119,7 +119,7 @@ impl Registration {
     /// # Examples
     ///
     /// See [`Registration`].
-    pub fn decode(&self, args: &TaskArgs) -> std::result::Result<TaskRun, serde_json::Error> {
+    pub fn decode(&self, args: &JsonText) -> std::result::Result<TaskRun, serde_json::Error> {
         (self.decode)(args)
     }
 

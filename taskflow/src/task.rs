@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::args::TaskArgs;
 pub(crate) use crate::id::TaskId;
+use crate::json_text::JsonText;
 use crate::shared_str::SharedStr;
 use crate::tags::Tags;
 
@@ -371,7 +371,7 @@ impl fmt::Debug for TaskRun {
 }
 
 /// The outcome of one attempt: the JSON result, or why it failed.
-pub type TaskResult = Result<Value, TaskFailure>;
+pub type TaskResult = Result<JsonText, TaskFailure>;
 
 /// Why an attempt failed.
 ///
@@ -525,8 +525,8 @@ impl std::error::Error for Permanent {
 /// ```
 /// use taskflow::IntoTaskResult;
 ///
-/// assert_eq!(().into_task_result(), Ok(serde_json::Value::Null));
-/// assert_eq!(Ok::<_, String>(7).into_task_result(), Ok(serde_json::json!(7)));
+/// assert_eq!(().into_task_result(), Ok(taskflow::JsonText::null()));
+/// assert_eq!(Ok::<_, String>(7).into_task_result().unwrap(), serde_json::json!(7));
 /// assert_eq!(Err::<u8, _>("boom").into_task_result().unwrap_err().message(), "boom");
 /// ```
 #[diagnostic::on_unimplemented(
@@ -540,7 +540,7 @@ pub trait IntoTaskResult {
 
 impl IntoTaskResult for () {
     fn into_task_result(self) -> TaskResult {
-        Ok(Value::Null)
+        Ok(JsonText::null())
     }
 }
 
@@ -551,7 +551,7 @@ where
 {
     fn into_task_result(self) -> TaskResult {
         match self {
-            Ok(value) => serde_json::to_value(value).map_err(|e| {
+            Ok(value) => JsonText::encode(&value).map_err(|e| {
                 TaskFailure::new(format!("the task's result could not be serialized: {e}"))
             }),
             Err(error) => {
@@ -853,11 +853,12 @@ pub struct TaskRecord {
     pub idempotency_key: Option<String>,
     /// The instance that owns the run.
     pub instance_id: SharedStr,
-    /// The JSON result of a successful run.
-    pub result: Option<Value>,
+    /// The JSON result of a successful run; [`JsonText::decode`] reads it as the task's return
+    /// type.
+    pub result: Option<JsonText>,
     /// The arguments, as JSON (the admin API shows them only with `display_args`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args: Option<TaskArgs>,
+    pub args: Option<JsonText>,
     /// The run this one retries.
     pub retry_of: Option<TaskId>,
     /// Not started before this time.

@@ -41,7 +41,9 @@ async fn context_is_available_inside_tasks_and_absent_outside() {
         .await
         .expect("finishes")
         .result
-        .expect("a result");
+        .expect("a result")
+        .decode::<serde_json::Value>()
+        .expect("JSON");
     assert_eq!(result["id"], id.to_string());
     assert_eq!(result["name"], "ctx.report");
     assert_eq!(result["attempt"], 1);
@@ -50,7 +52,10 @@ async fn context_is_available_inside_tasks_and_absent_outside() {
     let id = manager.add(ReportContext {}).await.expect("enqueued");
     let record = manager.wait(id).await.expect("finishes");
     assert_eq!(
-        record.result.map(|result| result["tags"].clone()),
+        record
+            .result
+            .and_then(|result| result.decode::<serde_json::Value>().ok())
+            .map(|result| result["tags"].clone()),
         Some(serde_json::json!({})),
         "a task enqueued without tags sees none"
     );
@@ -61,7 +66,10 @@ async fn context_is_available_inside_tasks_and_absent_outside() {
         .expect("enqueued");
     let record = manager.wait(id).await.expect("finishes");
     assert_eq!(
-        record.result.as_ref().map(|r| r["id"].clone()),
+        record
+            .result
+            .and_then(|result| result.decode::<serde_json::Value>().ok())
+            .map(|result| result["id"].clone()),
         Some(id.to_string().into())
     );
     assert!(

@@ -37,7 +37,7 @@ async fn decode_and_run_from_name_and_json() {
         .decode(&json!({ "a": 2, "b": 40 }).into())
         .expect("decodes")
     {
-        TaskRun::Blocking(run) => assert_eq!(run(), Ok(json!(42))),
+        TaskRun::Blocking(run) => assert_eq!(run(), Ok(json!(42).into())),
         TaskRun::Async(_) => panic!("a sync fn runs on the blocking pool"),
     }
     let greet = registry.get("registry.greet").expect("registered");
@@ -46,7 +46,7 @@ async fn decode_and_run_from_name_and_json() {
         .decode(&json!({ "name": "ada" }).into())
         .expect("decodes with the serde default")
     {
-        TaskRun::Async(run) => assert_eq!(run.await, Ok(json!("hello ada"))),
+        TaskRun::Async(run) => assert_eq!(run.await, Ok(json!("hello ada").into())),
         TaskRun::Blocking(_) => panic!("an async fn runs on the runtime"),
     }
     let error = registration
@@ -65,7 +65,7 @@ async fn manager_runs_a_task_by_name() {
     let record = manager.wait(id).await.expect("finishes");
     assert_eq!(
         (record.status, record.result),
-        (TaskStatus::Success, Some(json!(3)))
+        (TaskStatus::Success, Some(json!(3).into()))
     );
     assert_eq!(record.queue, "math");
     assert_eq!(record.executor, "blocking");

@@ -116,7 +116,7 @@ async fn success_after_retries_stores_the_result() {
     let record = manager.wait(id).await.expect("finishes");
     assert_eq!(record.status, TaskStatus::Success);
     assert_eq!(record.retries_used, 2);
-    assert_eq!(record.result, Some(serde_json::json!(20)));
+    assert_eq!(record.result, Some(serde_json::json!(20).into()));
     assert_eq!(record.error, None);
     assert!(record.duration.is_some_and(|d| d >= 0.0));
 }
@@ -304,7 +304,7 @@ async fn a_task_without_retries_runs_on_its_arguments_and_a_retried_one_on_copie
         .expect("enqueued");
     let record = manager.wait(retried).await.expect("finishes");
     assert_eq!((record.status, record.attempt), (TaskStatus::Success, 2));
-    assert_eq!(record.result, Some(serde_json::json!(1)));
+    assert_eq!(record.result, Some(serde_json::json!(1).into()));
     assert_eq!(COPIES[1].load(Ordering::SeqCst), 2, "one copy per attempt");
     manager.shutdown().await.expect("shuts down");
 }

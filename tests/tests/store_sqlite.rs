@@ -22,6 +22,22 @@ async fn compute(n: i64) -> Result<i64, String> {
     Ok(n * 2)
 }
 
+/// What `sq.receipt` returns.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Receipt {
+    url: String,
+    pages: u32,
+}
+
+/// Returns a struct.
+#[taskflow::task(name = "sq.receipt")]
+async fn make_receipt(order: u64) -> Result<Receipt, String> {
+    Ok(Receipt {
+        url: format!("/receipts/{order}.pdf"),
+        pages: 2,
+    })
+}
+
 /// A persisted task.
 #[taskflow::task(name = "sq.durable", persist)]
 async fn durable(n: u64) -> Result<u64, String> {
@@ -49,6 +65,43 @@ async fn build(db: &std::path::Path) -> TaskManager {
 }
 
 #[tokio::test]
+async fn a_struct_result_is_kept_as_its_json_and_decodes_as_its_type() {
+    let dir = TempDir::new("struct-result");
+    let db = dir.join("tasks.db");
+    let expected = Receipt {
+        url: "/receipts/7.pdf".to_owned(),
+        pages: 2,
+    };
+    let manager = build(&db).await;
+    let id = manager
+        .add(MakeReceipt { order: 7 })
+        .await
+        .expect("enqueued");
+    let done = manager.wait(id).await.expect("finishes");
+    let result = done.result.expect("a result");
+    assert_eq!(result.as_str(), r#"{"url":"/receipts/7.pdf","pages":2}"#);
+    assert_eq!(result.decode::<Receipt>().expect("decodes"), expected);
+    manager.shutdown().await.expect("shuts down");
+
+    let restarted = build(&db).await;
+    let record = restarted
+        .get(id)
+        .await
+        .expect("readable")
+        .expect("kept across the restart");
+    let kept = record.result.clone().expect("a result");
+    assert_eq!(kept.decode::<Receipt>().expect("decodes"), expected);
+    assert_eq!(
+        kept,
+        serde_json::json!({ "pages": 2, "url": "/receipts/7.pdf" })
+    );
+    // The record's JSON holds the result as an object, not as a string of text.
+    let json = serde_json::to_value(&record).expect("serializes");
+    assert_eq!(json["result"]["url"], "/receipts/7.pdf");
+    restarted.shutdown().await.expect("shuts down");
+}
+
+#[tokio::test]
 async fn finished_tasks_are_listed_after_a_clean_restart_with_logs_and_results() {
     let dir = TempDir::new("restart");
     let db = dir.join("tasks.db");
@@ -70,7 +123,7 @@ async fn finished_tasks_are_listed_after_a_clean_restart_with_logs_and_results()
         .expect("readable")
         .expect("kept across the restart");
     assert_eq!(record.status, TaskStatus::Success);
-    assert_eq!(record.result, Some(serde_json::json!(42)));
+    assert_eq!(record.result, Some(serde_json::json!(42).into()));
     assert_eq!(record.logs.len(), 1);
     assert_eq!(record.logs[0].message, "computing 21");
     assert_eq!(record.logs[0].fields["n"], 21);
@@ -418,7 +471,7 @@ async fn stored_tasks_with_unknown_names_or_bad_arguments_fail_and_are_kept() {
     let record = manager.wait(fine).await.expect("runs after the restart");
     assert_eq!(
         (record.status, record.result),
-        (TaskStatus::Success, Some(serde_json::json!(3)))
+        (TaskStatus::Success, Some(serde_json::json!(3).into()))
     );
     manager.shutdown().await.expect("shuts down");
     let store = SqliteStore::open(&db).await.expect("open");
@@ -466,7 +519,7 @@ async fn requeue_pending_keeps_unpersisted_pending_tasks_for_the_next_start() {
     let record = manager.wait(waiting).await.expect("runs after the restart");
     assert_eq!(
         (record.status, record.result),
-        (TaskStatus::Success, Some(serde_json::json!(10)))
+        (TaskStatus::Success, Some(serde_json::json!(10).into()))
     );
     manager.shutdown().await.expect("shuts down");
 

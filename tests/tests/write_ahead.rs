@@ -200,7 +200,7 @@ async fn a_sync_task_that_starts_at_once_is_inserted_running_too() {
     let done = manager.wait(id).await.expect("finishes");
     assert_eq!(
         (done.status, done.result),
-        (TaskStatus::Success, Some(serde_json::json!(3)))
+        (TaskStatus::Success, Some(serde_json::json!(3).into()))
     );
     manager.shutdown().await.expect("shuts down");
     assert_eq!(

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::spare;
-use crate::args::TaskArgs;
 use crate::context::TaskContext;
 use crate::dispatch::QueueIndex;
 use crate::few::Few;
 use crate::history::Place;
+use crate::json_text::JsonText;
 use crate::registry::Decoder;
 use crate::shared_str::SharedStr;
 use crate::task::{TaskFailure, TaskId, TaskOptions, TaskRecord, TaskRun};
@@ -139,7 +139,7 @@ pub(crate) enum Factory {
     TypedOnce(Option<Box<dyn FnOnce() -> TaskRun + Send + Sync>>),
     /// From stored JSON through the registry; the arguments are boxed so that every live part,
     /// most of which hold a typed factory, is not as large as they are.
-    Stored(Decoder, Box<TaskArgs>),
+    Stored(Decoder, Box<JsonText>),
     /// An ad-hoc future: one attempt only.
     Once,
 }

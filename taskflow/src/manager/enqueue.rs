@@ -11,12 +11,12 @@ use chrono::{DateTime, Utc};
 
 use super::storage::MAX_UNSAVED;
 use super::{Cell, Entry, Factory, Inner, Live, Settle, State, TaskCell, TaskManager};
-use crate::args::TaskArgs;
 use crate::dispatch::{QueueIndex, Waiting};
 use crate::error::{Error, Result};
 use crate::executor::{self, Picked};
 use crate::few::Few;
 use crate::history::Place;
+use crate::json_text::JsonText;
 use crate::shared_str::SharedStr;
 use crate::store::Inserted;
 use crate::task::{TaskId, TaskOptions, TaskRecord, TaskRun, TaskStatus};
@@ -98,7 +98,7 @@ impl Inner {
         &self,
         name: SharedStr,
         options: &'static TaskOptions,
-        args: Option<TaskArgs>,
+        args: Option<JsonText>,
         first: First,
         factory: Factory,
         source: &'static str,

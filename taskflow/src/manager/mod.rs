@@ -20,13 +20,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::args::TaskArgs;
 use crate::blocking::BlockingPool;
 use crate::dispatch::{Dispatch, QueueConfig, QueueStats, Waiting};
 use crate::error::{Error, Result};
 use crate::executor;
 use crate::few::Few;
 use crate::history::{History, ListPage, Metrics, Place, TaskFilter};
+use crate::json_text::JsonText;
 use crate::observe::{LifecycleEvent, LogEvent, TaskEvent};
 use crate::registry::Registry;
 use crate::shared_str::SharedStr;
@@ -199,13 +199,13 @@ impl TaskManager {
     ///     .add(Resize { image: "a.png".into(), width: 64 })
     ///     .tags([("user", "7")])
     ///     .await?;
-    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(64)));
+    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(64).into()));
     /// # manager.shutdown().await?;
     /// # Ok(())
     /// # }
     /// ```
     pub fn add<T: Task>(&self, args: T) -> AddBuilder {
-        let task = TaskArgs::encode(&args)
+        let task = JsonText::encode(&args)
             .map_err(|source| Error::Arguments {
                 name: T::NAME.to_owned(),
                 source,
@@ -243,7 +243,7 @@ impl TaskManager {
     /// # async fn main() -> Result<(), taskflow::Error> {
     /// let manager = taskflow::TaskManager::builder().build().await?;
     /// let id = manager.spawn("warm-cache", async { Ok::<_, std::io::Error>(3) }).await?;
-    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(3)));
+    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(3).into()));
     /// # Ok(())
     /// # }
     /// ```
@@ -525,17 +525,17 @@ impl TaskManager {
     ///
     /// let manager = taskflow::TaskManager::builder().build().await?;
     /// let id = manager.add_named("math.square", serde_json::json!({ "n": 12 })).await?;
-    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(144)));
+    /// assert_eq!(manager.wait(id).await?.result, Some(serde_json::json!(144).into()));
     /// assert!(manager.add_named("math.cube", serde_json::json!({})).await.is_err());
     /// # Ok(())
     /// # }
     /// ```
     pub fn add_named(&self, name: &str, args: Value) -> AddBuilder {
-        self.add_args(name, TaskArgs::from(args))
+        self.add_args(name, JsonText::from(args))
     }
 
     /// [`add_named`](Self::add_named) with the arguments' JSON text.
-    fn add_args(&self, name: &str, args: TaskArgs) -> AddBuilder {
+    fn add_args(&self, name: &str, args: JsonText) -> AddBuilder {
         let task = match self.inner.registry.get(name) {
             None => Err(self.inner.registry.unknown(name)),
             Some(registration) => registration

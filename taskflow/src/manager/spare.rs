@@ -253,7 +253,7 @@ mod tests {
         renewed.executor = "async".into();
         renewed.attempt = 3;
         renewed.idempotency_key = Some("k".to_owned());
-        renewed.result = Some(serde_json::json!(1));
+        renewed.result = Some(serde_json::json!(1).into());
         renewed.args = Some(serde_json::json!({ "a": 1 }).into());
         renewed.retry_of = Some(TaskId::new());
         renewed.run_at = Some(Utc::now());
@@ -299,7 +299,7 @@ mod tests {
         ));
         finished.tags.insert("user".to_owned(), "7".to_owned());
         finished.error = Some("boom".to_owned());
-        finished.result = Some(serde_json::json!({ "rows": [1, 2, 3] }));
+        finished.result = Some(serde_json::json!({ "rows": [1, 2, 3] }).into());
         finished.args = Some(serde_json::json!({ "user_id": 7 }).into());
         finished.idempotency_key = Some("welcome-7".to_owned());
         keep(TaskCell::new(finished, None));

@@ -8,11 +8,10 @@ use std::ops::Range;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{id_from_blob, micros, rfc3339, stats};
-use crate::args::TaskArgs;
+use crate::json_text::JsonText;
 use crate::store::StoreError;
 use crate::task::{LogEntry, TaskId, TaskRecord, TaskStatus};
 
@@ -46,9 +45,10 @@ struct StoredBody<'a> {
     executor: String,
     #[serde(default)]
     attempt: u32,
-    #[serde(default)]
-    result: Option<Value>,
-    /// Kept as the text it is, without a JSON value made of it on the way.
+    /// The result and the arguments are kept as the text they are, without a JSON value made
+    /// of them on the way.
+    #[serde(default, borrow)]
+    result: Option<&'a RawValue>,
     #[serde(default, borrow)]
     args: Option<&'a RawValue>,
     #[serde(default)]
@@ -95,8 +95,10 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
         record.priority = body.priority;
         record.executor = body.executor.into();
         record.attempt = body.attempt;
-        record.result = body.result;
-        record.args = body.args.map(|args| TaskArgs::from_json_text(args.get()));
+        record.result = body
+            .result
+            .map(|result| JsonText::from_json_text(result.get()));
+        record.args = body.args.map(|args| JsonText::from_json_text(args.get()));
         record.retry_of = body.retry_of;
         record.run_at = body.run_at;
         record.trace_parent = body.trace_parent;
@@ -137,6 +139,13 @@ fn write_body(out: &mut Vec<u8>, record: &TaskRecord) -> serde_json::Result<()> 
         key(out, name);
         rfc3339::write(out, time)
     }
+    /// Appends `,"name":` and the JSON text, unless it is absent.
+    fn raw(out: &mut Vec<u8>, name: &str, text: Option<&JsonText>) {
+        if let Some(text) = text {
+            key(out, name);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
     /// Appends `,"name":` (the first key is written with the brace).
     fn key(out: &mut Vec<u8>, name: &str) {
         out.extend_from_slice(b",\"");
@@ -170,11 +179,8 @@ fn write_body(out: &mut Vec<u8>, record: &TaskRecord) -> serde_json::Result<()> 
     )?;
     json(out, "executor", text(&record.executor))?;
     json(out, "attempt", number(&record.attempt))?;
-    json(out, "result", record.result.as_ref())?;
-    if let Some(args) = &record.args {
-        key(out, "args");
-        out.extend_from_slice(args.as_bytes());
-    }
+    raw(out, "result", record.result.as_ref());
+    raw(out, "args", record.args.as_ref());
     json(out, "retry_of", record.retry_of.as_ref())?;
     time(out, "run_at", record.run_at.as_ref())?;
     json(out, "trace_parent", record.trace_parent.as_ref())?;
@@ -316,9 +322,9 @@ mod tests {
         #[serde(skip_serializing_if = "is_zero")]
         attempt: &'a u32,
         #[serde(skip_serializing_if = "Option::is_none")]
-        result: &'a Option<Value>,
+        result: &'a Option<JsonText>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        args: &'a Option<TaskArgs>,
+        args: &'a Option<JsonText>,
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_of: &'a Option<TaskId>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -383,7 +389,7 @@ mod tests {
         full.priority = -3;
         full.executor = "blocking".into();
         full.attempt = 3;
-        full.result = Some(serde_json::json!({"sent": [1, 2.5, null, "x"]}));
+        full.result = Some(serde_json::json!({"sent": [1, 2.5, null, "x"]}).into());
         full.args = Some(serde_json::json!({"to": "a@b.c", "n": u64::MAX}).into());
         full.retry_of = Some(TaskId::new());
         full.run_at = NaiveDate::from_ymd_opt(10_000, 1, 1)

@@ -75,11 +75,11 @@ fn main() {
     // Async functions run async, sync ones on the blocking pool.
     let run = task.run();
     assert!(!run.is_blocking());
-    assert_eq!(outcome(run), Ok(json!("7:ada@example.com")));
+    assert_eq!(outcome(run), Ok(json!("7:ada@example.com").into()));
     let run = RenderReport { report_id: 2, pages: vec![3] }.run();
     assert!(run.is_blocking());
-    assert_eq!(outcome(run), Ok(json!(6)));
-    assert_eq!(outcome(Ping {}.run()), Ok(json!(null)));
+    assert_eq!(outcome(run), Ok(json!(6).into()));
+    assert_eq!(outcome(Ping {}.run()), Ok(json!(null).into()));
     let failure = outcome(AlwaysFails { reason: "boom".to_owned() }.run()).unwrap_err();
     assert_eq!(failure.message(), "boom");
 
@@ -91,7 +91,7 @@ fn main() {
 
     assert_eq!(Move::NAME, "move");
     let run = Move { r#type: "t".to_owned() }.run();
-    assert_eq!(outcome(run), Ok(json!("t")));
+    assert_eq!(outcome(run), Ok(json!("t").into()));
     assert_eq!(r#move("u".to_owned()), Ok("u".to_owned()));
 
     // Every task is registered through inventory and decodes its JSON arguments.
@@ -106,12 +106,12 @@ fn main() {
     let run = registration
         .decode(&json!({ "user_id": 9, "email": "b@c" }).into())
         .expect("decodes");
-    assert_eq!(outcome(run), Ok(json!("9:b@c")));
+    assert_eq!(outcome(run), Ok(json!("9:b@c").into()));
     let run = registry
         .get("render_report")
         .unwrap()
         .decode(&json!({ "report_id": 1, "pages": [1, 1] }).into())
         .unwrap();
-    assert_eq!(outcome(run), Ok(json!(4)));
+    assert_eq!(outcome(run), Ok(json!(4).into()));
     assert!(registration.decode(&json!({ "user_id": 9 }).into()).is_err());
 }

@@ -37,7 +37,7 @@ fn main() {
         .decode(&json!({ "user_id": 5 }).into())
         .unwrap();
     match run {
-        TaskRun::Blocking(f) => assert_eq!(f(), Ok(json!("5 None welcome"))),
+        TaskRun::Blocking(f) => assert_eq!(f(), Ok(json!("5 None welcome").into())),
         TaskRun::Async(_) => panic!("a sync fn runs on the blocking pool"),
     }
 }
