@@ -293,7 +293,8 @@ impl PartialEq for JsonText {
     /// # Ok::<(), serde_json::Error>(())
     /// ```
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes() || self.value() == other.value()
+        self.as_bytes() == other.as_bytes()
+            || matches!((self.value(), other.value()), (Some(a), Some(b)) if a == b)
     }
 }
 
@@ -422,6 +423,9 @@ mod tests {
         assert_ne!(JsonText::from(json!(2)), JsonText::from(json!(2.0)));
         assert_eq!(JsonText::null(), Value::Null);
         assert!(matches!(JsonText::null().0, Repr::Inline { len: 4, .. }));
+        // Two texts that hold no JSON value are not equal for it.
+        let (broken, other) = (JsonText::from_json_text("{"), JsonText::from_json_text("["));
+        assert_ne!(broken, other);
     }
 
     #[test]
