@@ -44,7 +44,7 @@ pub use observe::{
 };
 pub use registry::{Registration, Registry};
 pub use shared_str::SharedStr;
-pub use tags::Tags;
+pub use tags::{Tags, TagsIter};
 pub use task::{
     IntoTaskResult, LogEntry, LogLevel, ParseStatusError, Permanent, Task, TaskFailure,
     TaskOptions, TaskRecord, TaskResult, TaskRun, TaskStatus,

@@ -127,7 +127,7 @@ async fn finished_tasks_are_listed_after_a_clean_restart_with_logs_and_results()
     assert_eq!(record.logs.len(), 1);
     assert_eq!(record.logs[0].message, "computing 21");
     assert_eq!(record.logs[0].fields["n"], 21);
-    assert_eq!(record.tags["batch"], "a");
+    assert_eq!(&record.tags["batch"], "a");
     let failed = restarted.get(bad).await.expect("readable").expect("kept");
     assert_eq!(
         (failed.status, failed.error.as_deref()),

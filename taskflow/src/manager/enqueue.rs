@@ -508,7 +508,7 @@ impl AddBuilder {
     /// # Examples
     ///
     /// See [`AddBuilder`].
-    pub fn tags<K: Into<String>, V: Into<String>>(
+    pub fn tags<K: AsRef<str>, V: AsRef<str>>(
         self,
         tags: impl IntoIterator<Item = (K, V)>,
     ) -> Self {

@@ -496,11 +496,11 @@ impl TaskManager {
         };
         let mut builder = self
             .add_args(&record.func_name, args)
-            .tags(record.tags)
             .queue(record.queue)
             .priority(record.priority);
         if let Ok(task) = &mut builder.task {
             task.with_entry(|entry| {
+                entry.record.tags = record.tags;
                 entry.record.source = SharedStr::from_static("retry");
                 entry.record.retry_of = Some(id);
             });

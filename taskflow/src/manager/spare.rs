@@ -246,7 +246,7 @@ mod tests {
             crate::task::LogLevel::Info,
             "hi",
         ));
-        renewed.tags.insert("user".to_owned(), "7".to_owned());
+        renewed.tags.insert("user", "7");
         renewed.source = "api".into();
         renewed.priority = 5;
         renewed.queue = "reports".into();
@@ -272,10 +272,7 @@ mod tests {
             record: record("old"),
             live: None,
         };
-        shed_first
-            .record
-            .tags
-            .insert("user".to_owned(), "7".to_owned());
+        shed_first.record.tags.insert("user", "7");
         shed(&mut shed_first);
         renew(
             &mut shed_first.record,
@@ -297,7 +294,7 @@ mod tests {
             crate::task::LogLevel::Info,
             "x".repeat(10_000),
         ));
-        finished.tags.insert("user".to_owned(), "7".to_owned());
+        finished.tags.insert("user", "7");
         finished.error = Some("boom".to_owned());
         finished.result = Some(serde_json::json!({ "rows": [1, 2, 3] }).into());
         finished.args = Some(serde_json::json!({ "user_id": 7 }).into());

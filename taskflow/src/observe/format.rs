@@ -74,11 +74,7 @@ fn lifecycle_text(e: &LifecycleEvent) -> String {
         push_value(&mut out, &e.queue);
         for (key, value) in &e.tags {
             out.push(' ');
-            push_pair(
-                &mut out,
-                &format!("tag.{key}"),
-                &Value::from(value.as_str()),
-            );
+            push_pair(&mut out, &format!("tag.{key}"), &Value::from(value));
         }
     }
     if e.status.is_finished() || e.retries_used > 0 {

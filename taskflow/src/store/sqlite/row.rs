@@ -412,7 +412,7 @@ mod tests {
     fn every_value_reads_back() {
         let mut record = TaskRecord::pending(TaskId::new(), "mail.send", "web-1");
         record.idempotency_key = Some("order-7".to_owned());
-        record.tags.insert("tenant".to_owned(), "acme".to_owned());
+        record.tags.insert("tenant", "acme");
         let row = Row::encode(&record).expect("encodes");
         assert_eq!(row.name(), "mail.send");
         assert_eq!(row.instance_id(), "web-1");
@@ -430,7 +430,7 @@ mod tests {
         let mut record = TaskRecord::pending(TaskId::new(), "mail.send", "web-1");
         record.status = TaskStatus::Failed;
         record.idempotency_key = Some("order-7".to_owned());
-        record.tags.insert("tenant".to_owned(), "acme".to_owned());
+        record.tags.insert("tenant", "acme");
         record.args = Some(serde_json::json!({"to": "a@b.c"}).into());
         record.error = Some("smtp down".to_owned());
         record.attempt = 2;
