@@ -1,10 +1,12 @@
 //! One workload for a profiler, or for a quick ratio: `profile
-//! <taskflow|welcome|signup|receipt|retry|floor|ledger[N]|compact> [tasks] [producers] [rounds]`
+//! <taskflow|welcome|signup|design|receipt|retry|floor|ledger[N]|compact> [tasks] [producers]
+//! [rounds]`
 //! (defaults: `taskflow 100000 8 1`). Runs `rounds` batches of `tasks` one after another on one
 //! manager and prints the median, fastest and 90th percentile batch. `taskflow` runs no-op tasks
 //! without arguments, `welcome` tasks with two (a number and a 15-byte address) that return a
 //! number, as a typical mail task does, `signup` the same tasks given two tags at enqueue
-//! (`user_id` and `source`), as the sign-up handler of the design does, and `receipt` tasks with
+//! (`user_id` and `source`), `design` the same tasks enqueued as the sign-up handler of the
+//! design does (a new user each time, whose id is the key's and a tag's), and `receipt` tasks with
 //! the same arguments that return a struct (a URL and a number). `ledger` is the least
 //! bookkeeping of tracked tasks (see `taskflow_benches::Ledger`); `ledger8` splits it over 8
 //! locks; `compact` keeps only each record's id, state and times.
@@ -16,11 +18,14 @@
 //! target/release/examples/profile floor 1000 8 500; target/release/examples/profile taskflow 1000 8 500
 //! ```
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use taskflow::AddBuilder;
 
 use taskflow_benches::{
     FailOnce, Ledger, SendReceipt, Welcome, floor_noop, ledger_noop, manager, max_history,
-    taskflow_noop, taskflow_run, taskflow_run_tagged,
+    taskflow_noop, taskflow_run, taskflow_run_with,
 };
 
 /// The arguments of a typical mail task.
@@ -29,6 +34,15 @@ fn welcome() -> Welcome {
         user_id: 42,
         email: "ada@example.com".to_owned(),
     }
+}
+
+/// The options of the sign-up handler of the design: an idempotency key and two tags naming
+/// the user (a new one each time) and the source.
+fn sign_up(add: AddBuilder) -> AddBuilder {
+    static USER: AtomicU64 = AtomicU64::new(0);
+    let user = USER.fetch_add(1, Ordering::Relaxed);
+    add.idempotency_key(format!("welcome-{user}"))
+        .tags([("user_id", user.to_string()), ("source", "signup".into())])
 }
 
 /// The arguments of a task that returns a struct.
@@ -76,8 +90,12 @@ fn main() {
                 (None, "welcome") => taskflow_run(&manager, n, producers, welcome).await,
                 (None, "receipt") => taskflow_run(&manager, n, producers, send_receipt).await,
                 (None, "signup") => {
-                    let tags = &[("user_id", "42"), ("source", "signup")];
-                    taskflow_run_tagged(&manager, n, producers, welcome, tags).await
+                    let tags =
+                        |add: AddBuilder| add.tags([("user_id", "42"), ("source", "signup")]);
+                    taskflow_run_with(&manager, n, producers, welcome, tags).await
+                }
+                (None, "design") => {
+                    taskflow_run_with(&manager, n, producers, welcome, sign_up).await
                 }
                 (None, _) => taskflow_noop(&manager, n, producers).await,
             });

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use taskflow::{Error, TaskContext, TaskId, TaskManager};
+use taskflow::{AddBuilder, Error, TaskContext, TaskId, TaskManager};
 
 /// Does nothing: the unit of work of every benchmark.
 #[taskflow::task(name = "bench.noop")]
@@ -277,38 +277,36 @@ where
     T: taskflow::Task,
     F: Fn() -> T + Clone + Send + 'static,
 {
-    taskflow_run_tagged(manager, n, producers, make, &[]).await
+    taskflow_run_with(manager, n, producers, make, |add| add).await
 }
 
-/// [`taskflow_run`] with `tags` given to every task at enqueue (none when empty).
+/// [`taskflow_run`] with `options` applied to every task's [`AddBuilder`] at enqueue (tags, an
+/// idempotency key, ...).
 ///
 /// # Panics
 ///
 /// When an enqueue fails.
-pub async fn taskflow_run_tagged<T, F>(
+pub async fn taskflow_run_with<T, F, O>(
     manager: &TaskManager,
     n: usize,
     producers: usize,
     make: F,
-    tags: &'static [(&'static str, &'static str)],
+    options: O,
 ) -> Duration
 where
     T: taskflow::Task,
     F: Fn() -> T + Clone + Send + 'static,
+    O: Fn(AddBuilder) -> AddBuilder + Clone + Send + 'static,
 {
     let start = Instant::now();
     fan_out(n, producers, |count| {
         let manager = manager.clone();
         let make = make.clone();
+        let options = options.clone();
         async move {
             let mut ids = Vec::with_capacity(count);
             for _ in 0..count {
-                let add = manager.add(make());
-                let add = if tags.is_empty() {
-                    add
-                } else {
-                    add.tags(tags.iter().copied())
-                };
+                let add = options(manager.add(make()));
                 ids.push(add.await.expect("enqueue accepted"));
             }
             for id in ids {
