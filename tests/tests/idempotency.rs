@@ -132,3 +132,43 @@ async fn interrupted_runs_release_their_key() {
         Err(taskflow::Error::ShuttingDown)
     ));
 }
+
+#[tokio::test]
+async fn evicting_a_run_that_released_its_key_keeps_the_later_holder() {
+    let manager = TaskManager::builder()
+        .max_history(2)
+        .build()
+        .await
+        .expect("builds");
+    let failed = manager
+        .add(Doomed {})
+        .idempotency_key("k")
+        .await
+        .expect("accepted");
+    manager.wait(failed).await.expect("finishes");
+    let holder = manager
+        .spawn("holder", async {})
+        .idempotency_key("k")
+        .await
+        .expect("accepted");
+    assert_ne!(holder, failed, "the failed run released the key");
+    manager.wait(holder).await.expect("finishes");
+    // One more finished record pushes the failed run out of the window of two.
+    let filler = manager.spawn("filler", async {}).await.expect("accepted");
+    manager.wait(filler).await.expect("finishes");
+    assert_eq!(
+        manager.get(failed).await.expect("readable"),
+        None,
+        "evicted"
+    );
+    assert!(
+        manager.get(holder).await.expect("readable").is_some(),
+        "kept"
+    );
+    let again = manager
+        .spawn("holder", async {})
+        .idempotency_key("k")
+        .await
+        .expect("accepted");
+    assert_eq!(again, holder, "the succeeded run still holds the key");
+}

@@ -1,6 +1,7 @@
 //! The enqueue path: [`AddBuilder`], and how a new task is accepted: a write-ahead insert (or
 //! an idempotency reservation) in the store first, then its queue.
 
+use std::collections::hash_map;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -364,16 +365,25 @@ impl Inner {
     ) -> std::result::Result<Queued, Refused> {
         let Entry { record, live } = entry;
         let id = record.task_id;
-        if self.store.is_none()
-            && let Some(key) = &record.idempotency_key
-            && let Some(&holder) = state.keys.get(key)
-        {
-            return Err(Refused::Duplicate(holder));
-        }
-        let queue = state.dispatch.index_of(&record.queue);
+        let State {
+            history,
+            dispatch,
+            keys,
+            seq,
+            ..
+        } = state;
+        // Keys are held here only without a store (the store holds them otherwise); the key is
+        // taken once the task has its place.
+        let key = match &record.idempotency_key {
+            Some(key) if self.store.is_none() => match keys.entry(key.clone()) {
+                hash_map::Entry::Occupied(held) => return Err(Refused::Duplicate(*held.get())),
+                hash_map::Entry::Vacant(free) => Some(free),
+            },
+            _ => None,
+        };
+        let queue = dispatch.index_of(&record.queue);
         if queued_now {
-            state
-                .dispatch
+            dispatch
                 .make_room(queue)
                 .map_err(|max_size| Refused::Full {
                     queue: record.queue.clone(),
@@ -384,13 +394,11 @@ impl Inner {
         if let Some(live) = live.as_mut() {
             live.queue = queue;
             // Its record joins the window's back when `commit` is done with it.
-            live.place = state.history.next_place();
+            live.place = history.next_place();
             blocking = live.blocking;
         }
-        if self.store.is_none()
-            && let Some(key) = &record.idempotency_key
-        {
-            state.keys.insert(key.clone(), id);
+        if let Some(key) = key {
+            key.insert(id);
         }
         self.publish_state(record);
         // Its row says `running` since `written_start`: the start its first attempt records.
@@ -398,12 +406,12 @@ impl Inner {
             record.start_time = Some(start);
             live.written_running = true;
         }
-        state.seq += 1;
+        *seq += 1;
         Ok(Queued {
             id,
             queue,
             priority: record.priority,
-            seq: state.seq,
+            seq: *seq,
             blocking,
         })
     }

@@ -130,9 +130,11 @@ impl State {
 /// Frees idempotency key `key` in `keys` if run `id` holds it.
 fn release_key(keys: &mut HashMap<String, TaskId>, key: Option<&str>, id: TaskId) {
     if let Some(key) = key
-        && keys.get(key) == Some(&id)
+        && let Some((key, holder)) = keys.remove_entry(key)
+        && holder != id
     {
-        keys.remove(key);
+        // Another run holds it (this one was refused, or released it before): put it back.
+        keys.insert(key, holder);
     }
 }
 
@@ -594,8 +596,8 @@ impl TaskManager {
             let purged = state.history.purge(cutoff, Arc::ptr_eq);
             if !state.keys.is_empty() {
                 for (id, cell) in &purged {
-                    let key = cell.lock().record.idempotency_key.clone();
-                    release_key(&mut state.keys, key.as_deref(), *id);
+                    let held = cell.lock();
+                    release_key(&mut state.keys, held.record.idempotency_key.as_deref(), *id);
                 }
             }
             purged
@@ -900,8 +902,9 @@ impl Inner {
         // Keys are held here only without a store (the store holds them otherwise).
         let key = record
             .idempotency_key
-            .clone()
-            .filter(|_| self.store.is_none() && !status.holds_idempotency_key());
+            .as_ref()
+            .filter(|_| self.store.is_none() && !status.holds_idempotency_key())
+            .cloned();
         Concluded {
             waiters,
             settle: Settle {
@@ -935,8 +938,8 @@ impl Inner {
                 if let Some(held) = &held
                     && !keys.is_empty()
                 {
-                    let key = held.lock().record.idempotency_key.clone();
-                    release_key(keys, key.as_deref(), id);
+                    let held = held.lock();
+                    release_key(keys, held.record.idempotency_key.as_deref(), id);
                 }
                 outbox.free(finished, held);
             },
