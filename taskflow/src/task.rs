@@ -850,7 +850,7 @@ pub struct TaskRecord {
     /// The current (or last) attempt, 1-based; 0 before the first starts.
     pub attempt: u32,
     /// The idempotency key given at enqueue.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<SharedStr>,
     /// The instance that owns the run.
     pub instance_id: SharedStr,
     /// The JSON result of a successful run; [`JsonText::decode`] reads it as the task's return

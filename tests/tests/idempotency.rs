@@ -55,8 +55,9 @@ async fn hundred_concurrent_adds_with_one_key_run_once() {
             .get(id)
             .await
             .expect("readable")
-            .and_then(|r| r.idempotency_key),
-        Some("order-1".to_owned())
+            .and_then(|r| r.idempotency_key)
+            .as_deref(),
+        Some("order-1")
     );
 }
 

@@ -506,7 +506,7 @@ impl AddBuilder {
     /// # Examples
     ///
     /// See [`AddBuilder`].
-    pub fn idempotency_key(self, key: impl Into<String>) -> Self {
+    pub fn idempotency_key(self, key: impl Into<SharedStr>) -> Self {
         let key = key.into();
         self.set_record(|record| record.idempotency_key = Some(key))
     }

@@ -99,7 +99,7 @@ pub(crate) struct State {
     /// The cell of every record in memory.
     pub(crate) history: History<Cell>,
     pub(crate) dispatch: Dispatch<Cell>,
-    pub(crate) keys: HashMap<String, TaskId>,
+    pub(crate) keys: HashMap<SharedStr, TaskId>,
     pub(crate) seq: u64,
     pub(crate) accepting: bool,
     /// What to do once the lock is released.
@@ -128,7 +128,7 @@ impl State {
 }
 
 /// Frees idempotency key `key` in `keys` if run `id` holds it.
-fn release_key(keys: &mut HashMap<String, TaskId>, key: Option<&str>, id: TaskId) {
+fn release_key(keys: &mut HashMap<SharedStr, TaskId>, key: Option<&str>, id: TaskId) {
     if let Some(key) = key
         && let Some((key, holder)) = keys.remove_entry(key)
         && holder != id
@@ -163,7 +163,7 @@ pub(crate) struct Settle {
     /// Where the window expects it.
     place: Place,
     ended_at: DateTime<Utc>,
-    key: Option<String>,
+    key: Option<SharedStr>,
 }
 
 impl TaskManager {

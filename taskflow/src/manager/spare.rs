@@ -252,7 +252,7 @@ mod tests {
         renewed.queue = "reports".into();
         renewed.executor = "async".into();
         renewed.attempt = 3;
-        renewed.idempotency_key = Some("k".to_owned());
+        renewed.idempotency_key = Some("k".into());
         renewed.result = Some(serde_json::json!(1).into());
         renewed.args = Some(serde_json::json!({ "a": 1 }).into());
         renewed.retry_of = Some(TaskId::new());
@@ -298,7 +298,7 @@ mod tests {
         finished.error = Some("boom".to_owned());
         finished.result = Some(serde_json::json!({ "rows": [1, 2, 3] }).into());
         finished.args = Some(serde_json::json!({ "user_id": 7 }).into());
-        finished.idempotency_key = Some("welcome-7".to_owned());
+        finished.idempotency_key = Some("welcome-7".into());
         keep(TaskCell::new(finished, None));
         SPARE.with(|spare| {
             let spare = spare.borrow();

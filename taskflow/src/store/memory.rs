@@ -96,9 +96,9 @@ impl Inner {
     fn remove_record(&mut self, id: TaskId) {
         if let Some(record) = self.records.remove(&id)
             && let Some(key) = record.idempotency_key
-            && self.keys.get(&key).is_some_and(|hold| hold.id == id)
+            && self.keys.get(&*key).is_some_and(|hold| hold.id == id)
         {
-            self.keys.remove(&key);
+            self.keys.remove(&*key);
         }
     }
 }

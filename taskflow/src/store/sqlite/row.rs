@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use super::{id_from_blob, micros, rfc3339, stats};
 use crate::json_text::JsonText;
+use crate::shared_str::SharedStr;
 use crate::store::StoreError;
 use crate::task::{LogEntry, TaskId, TaskRecord, TaskStatus};
 
@@ -80,7 +81,10 @@ pub(super) fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<TaskRec
         let instance_id: String = row.get(3).map_err(|e| e.to_string())?;
         let mut record = TaskRecord::pending_at(task_id, name, instance_id, body.created_at);
         record.status = status;
-        record.idempotency_key = row.get(4).map_err(|e| e.to_string())?;
+        record.idempotency_key = row
+            .get::<_, Option<String>>(4)
+            .map_err(|e| e.to_string())?
+            .map(SharedStr::from);
         record.queue = row.get::<_, String>(5).map_err(|e| e.to_string())?.into();
         record.persist = row.get(6).map_err(|e| e.to_string())?;
         record.tags = tags;
@@ -411,7 +415,7 @@ mod tests {
     #[test]
     fn every_value_reads_back() {
         let mut record = TaskRecord::pending(TaskId::new(), "mail.send", "web-1");
-        record.idempotency_key = Some("order-7".to_owned());
+        record.idempotency_key = Some("order-7".into());
         record.tags.insert("tenant", "acme");
         let row = Row::encode(&record).expect("encodes");
         assert_eq!(row.name(), "mail.send");
@@ -429,7 +433,7 @@ mod tests {
             .expect("schema");
         let mut record = TaskRecord::pending(TaskId::new(), "mail.send", "web-1");
         record.status = TaskStatus::Failed;
-        record.idempotency_key = Some("order-7".to_owned());
+        record.idempotency_key = Some("order-7".into());
         record.tags.insert("tenant", "acme");
         record.args = Some(serde_json::json!({"to": "a@b.c"}).into());
         record.error = Some("smtp down".to_owned());
