@@ -199,7 +199,7 @@ impl TaskContext {
     ///
     /// ```
     /// fn tenant() -> Option<String> {
-    ///     taskflow::TaskContext::current()?.tags().get("tenant").cloned()
+    ///     taskflow::TaskContext::current()?.tags().get("tenant").map(str::to_owned)
     /// }
     /// assert_eq!(tenant(), None);
     /// ```
