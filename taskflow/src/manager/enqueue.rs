@@ -511,7 +511,8 @@ impl AddBuilder {
         self.set_record(|record| record.idempotency_key = Some(key))
     }
 
-    /// Adds key/value tags (filterable in the API and dashboard).
+    /// Adds key/value tags (filterable in the API and dashboard). Keys and values are any
+    /// strings (`&str`, `String`, ...); a key given twice keeps the last value given.
     ///
     /// # Examples
     ///
