@@ -259,7 +259,7 @@ impl TaskContext {
         &self.inner.parent_span
     }
 
-    /// Ends the attempt at its next poll (it resolves [`Self::stopped`]); does nothing once the
+    /// Ends the attempt at its next poll (see [`Self::poll_unless_stopped`]); does nothing once the
     /// attempt has ended.
     pub(crate) fn stop(&self) {
         if !self.inner.stopped.swap(true, Ordering::AcqRel) {
@@ -272,9 +272,33 @@ impl TaskContext {
         self.inner.stopped.store(true, Ordering::Release);
     }
 
-    /// Resolves once [`Self::stop`] is called.
-    pub(crate) fn stopped(&self) -> Stopped<'_> {
-        Stopped(&self.inner)
+    /// Polls `body` unless [`Self::stop`] was called: `Some` of its output once it ends, `None`
+    /// once the attempt is stopped (the body is then not polled again). A stop seen before a
+    /// poll wins over the body. Poll it through [`std::future::poll_fn`] over a pinned body, so
+    /// that the body is kept once, in the caller's future.
+    ///
+    /// The stop's waker is registered only once the body has to wait, so that a body done in
+    /// its first poll never touches it.
+    #[inline]
+    pub(crate) fn poll_unless_stopped<F: Future>(
+        &self,
+        body: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<F::Output>> {
+        let inner = &*self.inner;
+        if inner.stopped.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(output) = body.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        // Registered, then looked at again: a stop between the two looks still wakes.
+        inner.stop_waker.register(cx.waker());
+        if inner.stopped.load(Ordering::Acquire) {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Keeps the stack trace captured by the panic hook for this attempt.
@@ -285,25 +309,6 @@ impl TaskContext {
     /// Takes the stack trace of a panic in this attempt, if one was captured.
     pub(crate) fn take_panic_trace(&self) -> Option<String> {
         self.inner.panic_trace.lock().take()
-    }
-}
-
-/// The future of [`TaskContext::stopped`].
-pub(crate) struct Stopped<'a>(&'a ContextInner);
-
-impl Future for Stopped<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0.stopped.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        self.0.stop_waker.register(cx.waker());
-        if self.0.stopped.load(Ordering::Acquire) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
     }
 }
 
@@ -504,6 +509,76 @@ mod tests {
             "the next attempt here reuses the spare's block"
         );
         assert_eq!(name, "second");
+        manager.shutdown().await.expect("shuts down");
+    }
+
+    /// Runs `body` as an attempt's runner does: to its end, unless `context` is stopped.
+    async fn unless_stopped<F: Future>(context: &TaskContext, body: F) -> Option<F::Output> {
+        let mut body = std::pin::pin!(body);
+        std::future::poll_fn(|cx| context.poll_unless_stopped(body.as_mut(), cx)).await
+    }
+
+    /// A context of its own for `manager`, outside any task.
+    fn context(manager: &TaskManager) -> TaskContext {
+        TaskContext::new(
+            crate::TaskId::new(),
+            SharedStr::from_static("attempt"),
+            1,
+            &Tags::new(),
+            Arc::clone(&manager.inner),
+            None,
+            tracing::Span::none(),
+        )
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_done_in_its_first_poll_never_registers_the_stop() {
+        let manager = TaskManager::builder().build().await.expect("builds");
+        let context = context(&manager);
+        assert_eq!(unless_stopped(&context, async { 7 }).await, Some(7));
+        assert!(
+            context.inner.stop_waker.take().is_none(),
+            "nothing waited, so nothing was registered"
+        );
+        manager.shutdown().await.expect("shuts down");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stop_before_the_first_poll_keeps_the_body_from_running() {
+        let manager = TaskManager::builder().build().await.expect("builds");
+        let context = context(&manager);
+        context.stop();
+        let polled = std::sync::atomic::AtomicBool::new(false);
+        let body = async {
+            polled.store(true, Ordering::Relaxed);
+        };
+        assert_eq!(unless_stopped(&context, body).await, None);
+        assert!(!polled.load(Ordering::Relaxed), "the body was never polled");
+        manager.shutdown().await.expect("shuts down");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stop_wakes_a_waiting_body_and_ends_it() {
+        let manager = TaskManager::builder().build().await.expect("builds");
+        let context = context(&manager);
+        let (_sender, never) = tokio::sync::oneshot::channel::<()>();
+        let waiting = context.clone();
+        let attempt = tokio::spawn(async move { unless_stopped(&waiting, never).await });
+        // Lets the attempt run until its body waits and the stop's waker is registered; the
+        // waker taken to see it is put back as it was.
+        let registered = loop {
+            if let Some(waker) = context.inner.stop_waker.take() {
+                break waker;
+            }
+            tokio::task::yield_now().await;
+        };
+        context.inner.stop_waker.register(&registered);
+        context.stop();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), attempt)
+            .await
+            .expect("the stop woke the attempt")
+            .expect("the attempt did not panic");
+        assert_eq!(ended, None, "the stop ended the waiting body");
         manager.shutdown().await.expect("shuts down");
     }
 }

@@ -7,7 +7,9 @@
 //! backlog drains without a spawn per task.
 
 use std::any::Any;
+use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -523,10 +525,9 @@ async fn run_async_attempt(attempt: Attempt, body: AsyncBody) -> Starts {
         }
         run_async(body, context.clone()).await
     };
-    let outcome = tokio::select! {
-        biased;
-        () = context.stopped() => None,
-        outcome = run => Some(outcome),
+    let outcome = {
+        let mut run = pin!(run);
+        poll_fn(|cx| context.poll_unless_stopped(run.as_mut(), cx)).await
     };
     context.mark_ended();
     let starts = context
@@ -576,13 +577,16 @@ fn launch_blocking(inner: &Arc<Inner>, attempt: Attempt, body: BlockingBody) {
                 None => receiver.await,
             }
         };
-        let outcome = tokio::select! {
-            biased;
-            () = context.stopped() => None,
-            received = received => Some(received.unwrap_or_else(|_| {
-                Err(TaskFailure::new("the blocking pool is closed; the attempt did not run"))
-            })),
-        };
+        let mut received = pin!(received);
+        let outcome = poll_fn(|cx| context.poll_unless_stopped(received.as_mut(), cx))
+            .await
+            .map(|received| {
+                received.unwrap_or_else(|_| {
+                    Err(TaskFailure::new(
+                        "the blocking pool is closed; the attempt did not run",
+                    ))
+                })
+            });
         context.mark_ended();
         let starts = inner.finish(&cell, number, outcome, None);
         launch(inner, starts);
