@@ -566,12 +566,16 @@ mod tests {
         let attempt = tokio::spawn(async move { unless_stopped(&waiting, never).await });
         // Lets the attempt run until its body waits and the stop's waker is registered; the
         // waker taken to see it is put back as it was.
-        let registered = loop {
-            if let Some(waker) = context.inner.stop_waker.take() {
-                break waker;
+        let registered = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                if let Some(waker) = context.inner.stop_waker.take() {
+                    break waker;
+                }
+                tokio::task::yield_now().await;
             }
-            tokio::task::yield_now().await;
-        };
+        })
+        .await
+        .expect("the waiting body registered the stop's waker");
         context.inner.stop_waker.register(&registered);
         context.stop();
         let ended = tokio::time::timeout(std::time::Duration::from_secs(5), attempt)
