@@ -19,6 +19,10 @@ pub(super) const ROWS_PER_HINT: usize = 2_048;
 /// bounded under sustained load.
 const MAX_WAL_PAGES: i64 = 65_536;
 
+/// The checkpointer thread's name: 15 bytes at most, as Linux shows no more, and unlike the
+/// writer's within them (see `WRITER_THREAD`).
+pub(super) const THREAD: &str = "taskflow-ckpt";
+
 /// The checkpointer thread; dropping the handle stops it.
 pub(super) struct Checkpointer {
     hints: Option<SyncSender<()>>,
@@ -39,7 +43,7 @@ impl Checkpointer {
         .map_err(|e| StoreError::Backend(format!("cannot open the checkpoint connection: {e}")))?;
         let (hints, received) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
-            .name("taskflow-sqlite-checkpoint".to_owned())
+            .name(THREAD.to_owned())
             .spawn(move || run(&conn, &received))
             .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Self {
@@ -98,6 +102,47 @@ mod tests {
 
     use crate::store::{SqliteStore, Store};
     use crate::task::{TaskId, TaskRecord};
+
+    /// Linux keeps the first 15 bytes of a thread's name: the writer and the checkpointer, once
+    /// both shown as `taskflow-sqlite`, must be told apart in `top -H` and `perf`.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_and_the_checkpointer_have_names_of_their_own() {
+        let dir = std::env::temp_dir().join(format!("taskflow-threads-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let store = SqliteStore::open(&dir.join("tasks.db"))
+            .await
+            .expect("opens");
+        let names = [super::super::WRITER_THREAD, super::THREAD];
+        assert_ne!(names[0], names[1]);
+        for name in names {
+            assert!(name.len() <= 15, "`{name}` is longer than Linux shows");
+        }
+        // A new thread names itself once it runs: look until both names show, or for 5 s.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let shown = loop {
+            let shown: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .expect("the process's threads")
+                .filter_map(|thread| {
+                    let comm = thread.ok()?.path().join("comm");
+                    Some(std::fs::read_to_string(comm).ok()?.trim_end().to_owned())
+                })
+                .collect();
+            if names.iter().all(|name| shown.iter().any(|s| s == name)) || Instant::now() > deadline
+            {
+                break shown;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        for name in names {
+            assert!(
+                shown.iter().any(|shown| shown == name),
+                "no thread shown as `{name}` among {shown:?}"
+            );
+        }
+        store.close().await.expect("closes");
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
 
     /// The writer never checkpoints by itself: without this thread the log would only grow and
     /// the database file would stay empty until the store is closed.

@@ -117,6 +117,10 @@ impl Default for SqliteOptions {
 
 /// The embedded SQLite store.
 ///
+/// The writer thread's name. Linux shows a thread's first 15 bytes (in `top -H`, `ps -L`,
+/// `perf`), so the names of the store's threads fit in 15 bytes and differ within them.
+const WRITER_THREAD: &str = "taskflow-sqlite";
+
 /// One file in WAL mode. Writes go through one writer thread that applies every operation
 /// queued meanwhile in one transaction (group commit), so concurrent `add`s of `persist` tasks
 /// share a commit and each returns once its row is committed. Copying the log back into the
@@ -201,7 +205,7 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(&path, options.busy_timeout)?;
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
         std::thread::Builder::new()
-            .name("taskflow-sqlite-writer".to_owned())
+            .name(WRITER_THREAD.to_owned())
             .spawn(move || write::run(conn, receiver, checkpointer))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         let readers = Arc::new(Readers::new(path.clone(), options.readers));
