@@ -400,6 +400,39 @@ pub async fn persisted_run(manager: &TaskManager, n: usize, producers: usize) ->
     Timed { elapsed, adds }
 }
 
+/// The CPU time (user and system) that this process's threads named `name` have taken so far,
+/// read from `/proc/self/task/*/stat` in Linux's clock ticks of 10 ms (its `USER_HZ`); `None`
+/// where there is no such thread or no `/proc`. The store's writer thread is
+/// `taskflow-sqlite`: its share of a round's time tells whether the one writer is what bounds
+/// the round.
+///
+/// ```
+/// // No thread of the doctest's process has this name.
+/// assert_eq!(taskflow_benches::thread_cpu("no-such-thread"), None);
+/// ```
+pub fn thread_cpu(name: &str) -> Option<Duration> {
+    let mut ticks = None;
+    for thread in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(thread.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: the name may hold spaces and parentheses, the last `)` ends it.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if stat.get(open + 1..close) != Some(name) {
+            continue;
+        }
+        // After the name: state, then 10 more fields, then utime and stime (fields 14 and 15).
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let used = |at: usize| fields.get(at).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(user), Some(system)) = (used(11), used(12)) {
+            *ticks.get_or_insert(0) += user + system;
+        }
+    }
+    ticks.map(|ticks| Duration::from_millis(ticks * 10))
+}
+
 /// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), or `?` where unreadable.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
