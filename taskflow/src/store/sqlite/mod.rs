@@ -115,17 +115,19 @@ impl Default for SqliteOptions {
     }
 }
 
-/// The embedded SQLite store.
-///
 /// The writer thread's name. Linux shows a thread's first 15 bytes (in `top -H`, `ps -L`,
 /// `perf`), so the names of the store's threads fit in 15 bytes and differ within them.
 const WRITER_THREAD: &str = "taskflow-sqlite";
 
+/// The embedded SQLite store.
+///
 /// One file in WAL mode. Writes go through one writer thread that applies every operation
 /// queued meanwhile in one transaction (group commit), so concurrent `add`s of `persist` tasks
 /// share a commit and each returns once its row is committed. Copying the log back into the
 /// file (checkpoints) runs on a thread of its own; queries run on a small pool of read-only
-/// connections on the blocking pool, and never wait for the writer.
+/// connections on the blocking pool, and never wait for the writer. The two threads are named
+/// `taskflow-sqlite` (the writer) and `taskflow-ckpt` (checkpoints), as `top -H` and `perf`
+/// show them.
 ///
 /// Opening checks the file before writing anything: a path that cannot be opened, a read-only or
 /// locked file, a file that is not a taskflow database, or a schema newer than this code is an
