@@ -47,8 +47,9 @@ fn db_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("taskflow-bench-{name}-{}.db", std::process::id()))
 }
 
-/// One apalis run; `Err` when apalis refused a push (e.g. `database is locked` once its pool's
-/// busy timeout ran out), which is reported instead of a time.
+/// One apalis run; `Err` when apalis refused a push, which is reported instead of a time with
+/// how long that push waited: `database is locked` after about 5 s is the busy timeout of its
+/// pool's connections (sqlx's default) running out while other connections write.
 async fn apalis_run(n: usize, producers: usize) -> Result<Duration, String> {
     let path = db_path("apalis");
     remove_db(&path);
@@ -77,10 +78,17 @@ async fn apalis_run(n: usize, producers: usize) -> Result<Duration, String> {
             let mut storage = storage.clone();
             tokio::spawn(async move {
                 for i in 0..share(n, producers, p) {
+                    let at = Instant::now();
                     storage
                         .push(i as u64)
                         .await
-                        .map_err(|e| format!("apalis push: {e:?}"))?;
+                        .map_err(|e| {
+                            format!(
+                                "apalis refused push {i} of producer {p} after it waited {:.2?}, {:.1?} into the run: {e:?}",
+                                at.elapsed(),
+                                start.elapsed()
+                            )
+                        })?;
                 }
                 Ok::<_, String>(())
             })
