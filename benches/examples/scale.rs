@@ -1,8 +1,9 @@
 //! The admin queries over a large history: `scale [rows] [db]` (defaults: `1000000` and a fresh
 //! file in the temp directory). Fills a SQLite file with `rows` finished tasks (two task names,
-//! one in five failed, 100 `tenant` tags) by running them through a manager, then opens the file
-//! in a new manager (so nothing is in memory) and times the calls the admin API and the
-//! dashboard's first snapshot make: `list` (limit 50) 500 times per filter and `metrics` 10 times.
+//! one in five failed, 100 `tenant` tags that every producer cycles through, so that each holds
+//! 1% of every stretch of the history) by running them through a manager, then opens the file in
+//! a new manager (so nothing is in memory) and times the calls the admin API and the dashboard's
+//! first snapshot make: `list` (limit 50) 500 times per filter and `metrics` 10 times.
 //! Prints p50/p99/max per call, nearest rank.
 //!
 //! ```text
@@ -38,7 +39,7 @@ async fn fill(manager: &TaskManager, rows: u64) {
                 let mut n = p;
                 let mut last = None;
                 while n < rows {
-                    let tag = ("tenant", format!("t{}", n % 100));
+                    let tag = ("tenant", taskflow_benches::tenant(n, PRODUCERS));
                     let added = if n.is_multiple_of(5) {
                         manager.add(Fail { n }).tags([tag]).await
                     } else {

@@ -243,6 +243,19 @@ pub async fn sqlite_manager(path: &Path) -> TaskManager {
         .expect("the sqlite manager builds")
 }
 
+/// The `tenant` tag value of task `n` when `producers` producers add tasks `p`, `p + producers`,
+/// `p + 2 × producers`, … (as the `scale` example fills its history): each producer cycles
+/// through 100 tenants by its own count, so that every stretch of the history holds each tenant
+/// at 1%, whichever producers finish last.
+///
+/// ```
+/// assert_eq!(taskflow_benches::tenant(3, 8), "t0");
+/// assert_eq!(taskflow_benches::tenant(3 + 8 * 142, 8), "t42");
+/// ```
+pub fn tenant(n: u64, producers: u64) -> String {
+    format!("t{}", (n / producers.max(1)) % 100)
+}
+
 /// Splits `n` tasks over `producers` producers: how many producer `p` enqueues.
 pub fn share(n: usize, producers: usize, p: usize) -> usize {
     n / producers + usize::from(p < n % producers)
@@ -475,6 +488,22 @@ mod tests {
         for (n, producers) in [(10, 3), (64, 64), (1000, 8), (5, 8)] {
             let total: usize = (0..producers).map(|p| share(n, producers, p)).sum();
             assert_eq!(total, n);
+        }
+    }
+
+    #[test]
+    fn every_producer_tags_every_tenant_alike() {
+        let producers = 8;
+        for p in 0..producers {
+            let mut seen = std::collections::HashSet::new();
+            for k in 0..100 {
+                seen.insert(tenant(p + k * producers, producers));
+            }
+            assert_eq!(
+                seen.len(),
+                100,
+                "producer {p} reaches every tenant in 100 tasks"
+            );
         }
     }
 
