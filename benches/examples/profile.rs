@@ -11,11 +11,17 @@
 //! bookkeeping of tracked tasks (see `taskflow_benches::Ledger`); `ledger8` splits it over 8
 //! locks; `compact` keeps only each record's id, state and times.
 //!
+//! With `TASKFLOW_BENCH_EVERY=1` it also prints, to standard error, one line per batch: its time
+//! and the CPU time the runtime's threads took during it (`taskflow_benches::thread_cpu`, `?`
+//! where Linux's `/proc` is not there), which shows the modes a median hides: runs of batches at
+//! one speed, then at another, and whether both workers were busy in them.
+//!
 //! ```text
 //! cargo build --release -p taskflow-benches --example profile
 //! valgrind --tool=callgrind target/release/examples/profile taskflow 20000 8
 //! perf record -e cpu-clock -g target/release/examples/profile taskflow 1000000 8
 //! target/release/examples/profile floor 1000 8 500; target/release/examples/profile taskflow 1000 8 500
+//! TASKFLOW_BENCH_EVERY=1 target/release/examples/profile taskflow 1000 1 600 2>batches.txt
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +31,7 @@ use taskflow::AddBuilder;
 
 use taskflow_benches::{
     FailOnce, Ledger, SendReceipt, Welcome, floor_noop, ledger_noop, manager, max_history,
-    taskflow_noop, taskflow_run, taskflow_run_with,
+    taskflow_noop, taskflow_run, taskflow_run_with, thread_cpu,
 };
 
 /// The arguments of a typical mail task.
@@ -52,6 +58,9 @@ fn send_receipt() -> SendReceipt {
         email: "ada@example.com".to_owned(),
     }
 }
+
+/// The name Linux shows for the threads of the benchmarks' tokio runtime (tokio's default).
+const RUNTIME_THREADS: &str = "tokio-rt-worker";
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -81,8 +90,10 @@ fn main() {
             (_, Some(shards)) => Some(Ledger::new(&manager, max_history(), shards).await),
             (_, None) => None,
         };
+        let every = std::env::var_os("TASKFLOW_BENCH_EVERY").is_some_and(|v| v == "1");
         let mut took = Vec::with_capacity(rounds);
-        for _ in 0..rounds {
+        for batch in 0..rounds {
+            let cpu_before = every.then(|| thread_cpu(RUNTIME_THREADS)).flatten();
             took.push(match (&ledger, system.as_str()) {
                 (Some(ledger), _) => ledger_noop(ledger, n, producers).await,
                 (None, "floor") => floor_noop(n, producers).await,
@@ -99,6 +110,16 @@ fn main() {
                 }
                 (None, _) => taskflow_noop(&manager, n, producers).await,
             });
+            if every {
+                let cpu = match (cpu_before, thread_cpu(RUNTIME_THREADS)) {
+                    (Some(before), Some(after)) => {
+                        format!("{:.6}", after.saturating_sub(before).as_secs_f64())
+                    }
+                    _ => "?".to_owned(),
+                };
+                let secs = took.last().map_or(0.0, Duration::as_secs_f64);
+                eprintln!("batch={batch} secs={secs:.6} runtime_cpu_secs={cpu}");
+            }
         }
         manager.shutdown().await.expect("shuts down");
         took

@@ -413,37 +413,45 @@ pub async fn persisted_run(manager: &TaskManager, n: usize, producers: usize) ->
     Timed { elapsed, adds }
 }
 
-/// The CPU time (user and system) that this process's threads named `name` have taken so far,
-/// read from `/proc/self/task/*/stat` in Linux's clock ticks of 10 ms (its `USER_HZ`); `None`
-/// where there is no such thread or no `/proc`. The store's writer thread is
-/// `taskflow-sqlite`: its share of a round's time tells whether the one writer is what bounds
-/// the round.
+/// The CPU time that this process's threads named `name` have taken so far, from Linux's
+/// `/proc/self/task`: in nanoseconds from each thread's `schedstat`, or, where the kernel keeps
+/// none, in the 10 ms clock ticks of its `stat`; `None` where there is no such thread or no
+/// `/proc`. The store's writer thread is `taskflow-sqlite`: its share of a round's time tells
+/// whether the one writer is what bounds the round. Tokio names its runtime's threads
+/// `tokio-rt-worker`.
 ///
 /// ```
 /// // No thread of the doctest's process has this name.
 /// assert_eq!(taskflow_benches::thread_cpu("no-such-thread"), None);
 /// ```
 pub fn thread_cpu(name: &str) -> Option<Duration> {
-    let mut ticks = None;
+    let mut total = None;
     for thread in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let Ok(stat) = std::fs::read_to_string(thread.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ...`: the name may hold spaces and parentheses, the last `)` ends it.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if stat.get(open + 1..close) != Some(name) {
-            continue;
-        }
-        // After the name: state, then 10 more fields, then utime and stime (fields 14 and 15).
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let used = |at: usize| fields.get(at).and_then(|f| f.parse::<u64>().ok());
-        if let (Some(user), Some(system)) = (used(11), used(12)) {
-            *ticks.get_or_insert(0) += user + system;
+        let path = thread.path();
+        // `comm` is the name as Linux keeps it (15 bytes at most), with a newline.
+        let named = std::fs::read_to_string(path.join("comm"))
+            .is_ok_and(|comm| comm.strip_suffix('\n').unwrap_or(&comm) == name);
+        if let Some(used) = named.then(|| on_cpu(&path)).flatten() {
+            *total.get_or_insert(Duration::ZERO) += used;
         }
     }
-    ticks.map(|ticks| Duration::from_millis(ticks * 10))
+    total
+}
+
+/// The time thread `/proc/self/task/<tid>` (`thread`) has spent on a CPU: the first field of its
+/// `schedstat`, else the user and system times of its `stat` (fields 14 and 15, in ticks of 10
+/// ms, Linux's `USER_HZ`).
+fn on_cpu(thread: &Path) -> Option<Duration> {
+    let schedstat = std::fs::read_to_string(thread.join("schedstat")).ok();
+    if let Some(nanos) = schedstat.and_then(|s| s.split_whitespace().next()?.parse().ok()) {
+        return Some(Duration::from_nanos(nanos));
+    }
+    let stat = std::fs::read_to_string(thread.join("stat")).ok()?;
+    // `pid (comm) state ...`: the name may hold spaces and parentheses, the last `)` ends it;
+    // after it come the state, 10 more fields, then utime and stime.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = |at: usize| fields.get(at)?.parse::<u64>().ok();
+    Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
 /// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), or `?` where unreadable.
@@ -505,6 +513,34 @@ mod tests {
                 "producer {p} reaches every tenant in 100 tasks"
             );
         }
+    }
+
+    #[test]
+    fn a_busy_named_thread_shows_its_cpu_time() {
+        const NAME: &str = "bench-cpu-test";
+        let spun = std::thread::Builder::new()
+            .name(NAME.to_owned())
+            .spawn(|| {
+                // Spin until the thread's own entry shows 20 ms on a CPU (or give up after 10 s
+                // of wall time, which the assertion below then reports).
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut seen = None;
+                while Instant::now() < deadline {
+                    seen = thread_cpu(NAME);
+                    if seen.is_some_and(|used| used >= Duration::from_millis(20)) {
+                        break;
+                    }
+                    std::hint::black_box((0..10_000u64).sum::<u64>());
+                }
+                seen
+            })
+            .expect("the thread starts")
+            .join()
+            .expect("the thread does not panic");
+        assert!(
+            spun.is_some_and(|used| used >= Duration::from_millis(20)),
+            "the spinning thread's CPU time: {spun:?}"
+        );
     }
 
     #[tokio::test]
