@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the in-memory workload through the floor, the ledgers and taskflow in turn (the `profile`
 # example: each run is a median over batches of 1,000 tasks), several rounds, and prints for each
-# system and producer count the median of its runs and its ratio to the floor's, then its fastest
-# and slowest run. Systems run in turn so that a slow minute of the machine falls on all of them
-# alike.
+# system and producer count the median of its runs and its ratio to the floor's, then each
+# round's ratio to the floor run of the same round and their median, then its fastest and slowest
+# run. Systems run in turn so that a slow minute of the machine falls on all of them alike; where
+# the machine changes speed between two runs of a round, that round's ratio is off and its
+# median sets it aside, while the medians of the runs may then come from different phases.
 #
 #   benches/run-inmemory.sh               # 5 rounds of 400 batches, 1, 8 and 64 producers
 #   TASKFLOW_BENCH_ROUNDS=3 TASKFLOW_BENCH_PRODUCERS="8" benches/run-inmemory.sh
@@ -30,8 +32,10 @@ for round in $(seq "$rounds"); do
 done
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-# The median batch of each run of system $1 with $2 producers, in seconds, fastest first.
-runs() { grep "^system=$1 producers=$2 " "$out" | sed 's/.*median_secs=\([0-9.]*\).*/\1/' | sort -g; }
+# The median batch of each run of system $1 with $2 producers, in seconds, in round order.
+runs_in_order() { grep "^system=$1 producers=$2 " "$out" | sed 's/.*median_secs=\([0-9.]*\).*/\1/'; }
+# The same, fastest first.
+runs() { runs_in_order "$1" "$2" | sort -g; }
 
 echo "medians of the runs' median batch, per 1,000 tasks (ratio to the floor)"
 for p in $producers; do
@@ -42,6 +46,25 @@ for p in $producers; do
     if [ "$system" = floor ]; then floor=$median; fi
     ratio=$(awk -v m="$median" -v f="$floor" 'BEGIN { if (f > 0) printf " (%.2fx)", m / f }')
     line="$line $system=$(awk -v m="$median" 'BEGIN { printf "%.3fms", m * 1000 }')$ratio"
+  done
+  echo "$line"
+done
+
+# Each round's run of system $1 with $2 producers over the floor's run of that round, in round
+# order, then their median. Runs are appended round by round, so the k-th of each is round k's.
+paired() {
+  local ratios
+  ratios=$(paste <(runs_in_order "$1" "$2") <(runs_in_order floor "$2") |
+    awk '$2 > 0 { printf "%.4f\n", $1 / $2 }')
+  awk '{ printf "%s%.2f", (NR > 1 ? "," : ""), $1 }' <<<"$ratios"
+  sort -g <<<"$ratios" | awk '{ v[NR] = $1 } END { if (NR) printf " median=%.2fx", v[int((NR + 1) / 2)] }'
+}
+
+echo "each round's ratio to the floor run of the same round, and their median"
+for p in $producers; do
+  line="producers=$p"
+  for system in $systems; do
+    if [ "$system" != floor ]; then line="$line $system=$(paired "$system" "$p")"; fi
   done
   echo "$line"
 done
