@@ -91,7 +91,9 @@ impl TaskFilter {
         self
     }
 
-    /// Only tasks tagged `key` or `key:value`.
+    /// Only tasks tagged `key` or `key:value` (`key=value` too). On the SQLite store a
+    /// `key:value` filter reads only the runs holding that tag, through an index; a key alone
+    /// checks each run's tags in turn, newest first.
     ///
     /// # Examples
     ///

@@ -689,6 +689,88 @@ async fn history_queries_filter_count_and_paginate_stably() {
 }
 
 #[tokio::test]
+async fn tag_filters_page_newest_first_and_combine_with_the_other_filters() {
+    let dir = TempDir::new("tag-filters");
+    let db = dir.join("tasks.db");
+    let manager = build(&db).await;
+    let mut ids = Vec::new();
+    for n in 0..24i64 {
+        let tenant = if n % 3 == 0 { "acme" } else { "globex" };
+        let mut tags = vec![("tenant", tenant)];
+        if n == 5 || n == 17 {
+            tags.push(("vip", "yes"));
+        }
+        let id = manager
+            .add(Compute {
+                n: if n % 4 == 0 { -n - 1 } else { n },
+            })
+            .tags(tags)
+            .await
+            .expect("enqueued");
+        manager.wait(id).await.expect("finishes");
+        ids.push(id);
+    }
+    manager.shutdown().await.expect("shuts down");
+    let store = SqliteStore::open(&db).await.expect("open");
+    let newest_first = |ns: &[usize]| ns.iter().rev().map(|&n| ids[n]).collect::<Vec<_>>();
+    let listed =
+        |page: &taskflow::ListPage| page.tasks.iter().map(|r| r.task_id).collect::<Vec<_>>();
+
+    let mut pages = Vec::new();
+    let mut filter = TaskFilter::new().tag("tenant:acme").limit(3);
+    loop {
+        let page = store.list(&filter).await.expect("list");
+        pages.push(listed(&page));
+        match page.next_cursor {
+            Some(cursor) => filter = filter.cursor(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        [
+            newest_first(&[15, 18, 21]),
+            newest_first(&[6, 9, 12]),
+            newest_first(&[0, 3])
+        ]
+    );
+    let cases = [
+        (
+            TaskFilter::new()
+                .tag("tenant:acme")
+                .status(TaskStatus::Failed),
+            newest_first(&[0, 12]),
+        ),
+        (TaskFilter::new().tag("vip"), newest_first(&[5, 17])),
+        (
+            TaskFilter::new().tag("vip=yes").name("sq.compute"),
+            newest_first(&[5, 17]),
+        ),
+        (
+            TaskFilter::new().tag("tenant:globex").q("VIP"),
+            newest_first(&[5, 17]),
+        ),
+        (TaskFilter::new().tag("tenant:initech"), Vec::new()),
+        (TaskFilter::new().tag("region"), Vec::new()),
+        (
+            TaskFilter::new().tag("tenant"),
+            newest_first(&(0..24).collect::<Vec<_>>()),
+        ),
+    ];
+    for (filter, expected) in cases {
+        let page = store.list(&filter.clone().limit(100)).await.expect("list");
+        assert_eq!(listed(&page), expected, "{filter:?}");
+    }
+    let metrics = store
+        .metrics(&TaskFilter::new().tag("tenant:acme"))
+        .await
+        .expect("metrics");
+    assert_eq!((metrics.total, metrics.by_status["failed"]), (8, 2));
+    assert!(metrics.p95_duration.is_some());
+    store.close().await.expect("closes");
+}
+
+#[tokio::test]
 async fn retention_deletes_by_age_and_by_row_count() {
     let dir = TempDir::new("retention");
     let db = dir.join("tasks.db");

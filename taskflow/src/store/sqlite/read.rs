@@ -111,18 +111,48 @@ pub(super) fn get(conn: &Connection, id: TaskId) -> Result<Option<TaskRecord>, S
     }
 }
 
-/// A `WHERE` clause and its parameters for a filter.
+/// The rows a filter reads and the `WHERE` clause that narrows them, with its parameters.
 struct Clause {
+    /// `tasks`, or, with a `key:value` tag filter, the runs holding that tag (`task_tags`,
+    /// migration 3) joined to their rows, outermost, so that the query walks that tag's runs,
+    /// newest first, and never the rest of the table.
+    from: &'static str,
+    /// The run id column that orders and pages the rows: `task_tags.task_id` when the tag's runs
+    /// drive the query, since the tags table walks them in id order (`tasks.id` is the same).
+    id: &'static str,
     sql: String,
     params: Vec<SqlValue>,
 }
 
 impl Clause {
     fn new(filter: &TaskFilter, with_cursor: bool) -> Self {
+        let tag = filter
+            .tag
+            .as_deref()
+            .map(|tag| tag.split_once([':', '=']).ok_or(tag));
+        let by_tag = matches!(tag, Some(Ok(_)));
         let mut clause = Self {
+            from: if by_tag {
+                "task_tags CROSS JOIN tasks ON tasks.id = task_tags.task_id"
+            } else {
+                "tasks"
+            },
+            id: if by_tag { "task_tags.task_id" } else { "id" },
             sql: "1 = 1".to_owned(),
             params: Vec::new(),
         };
+        match tag {
+            Some(Ok((key, value))) => {
+                clause.push("task_tags.key = ?", key.to_owned().into());
+                clause.push("task_tags.value = ?", value.to_owned().into());
+            }
+            // A key alone: the runs in id order, each checked for the key (see migration 3).
+            Some(Err(key)) => clause.push(
+                "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE key = ?)",
+                key.to_owned().into(),
+            ),
+            None => {}
+        }
         if let Some(status) = filter.status {
             clause.push("status = ?", status.as_str().to_owned().into());
         }
@@ -134,21 +164,6 @@ impl Clause {
         }
         if let Some(until) = filter.until {
             clause.push("created_at < ?", micros(until).into());
-        }
-        if let Some(tag) = &filter.tag {
-            match tag.split_once([':', '=']) {
-                Some((key, value)) => {
-                    clause.push(
-                        "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE key = ?",
-                        key.to_owned().into(),
-                    );
-                    clause.push("value = ?)", value.to_owned().into());
-                }
-                None => clause.push(
-                    "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE key = ?)",
-                    tag.clone().into(),
-                ),
-            }
         }
         if let Some(q) = &filter.q {
             let pattern = format!(
@@ -172,7 +187,8 @@ impl Clause {
                 .as_deref()
                 .and_then(|c| c.parse::<TaskId>().ok())
         {
-            clause.push("id < ?", after.to_bytes().to_vec().into());
+            let id = clause.id;
+            clause.push(&format!("{id} < ?"), after.to_bytes().to_vec().into());
         }
         clause
     }
@@ -189,9 +205,11 @@ pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, S
     let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
     let clause = Clause::new(filter, true);
     let sql = format!(
-        "SELECT {} FROM tasks WHERE {} ORDER BY id DESC LIMIT {}",
+        "SELECT {} FROM {} WHERE {} ORDER BY {} DESC LIMIT {}",
         row::COLUMNS,
+        clause.from,
         clause.sql,
+        clause.id,
         limit + 1
     );
     let rows: Vec<(Vec<u8>, Option<TaskRecord>)> = conn
@@ -339,8 +357,8 @@ fn scanned_metrics(conn: &Connection, filter: &TaskFilter) -> Result<Metrics, St
     let sql = format!(
         "SELECT name, status, count(*), coalesce(sum(CASE WHEN {finished} THEN duration END), 0),
                 count(CASE WHEN {finished} THEN duration END)
-         FROM tasks WHERE {} GROUP BY name, status",
-        clause.sql
+         FROM {} WHERE {} GROUP BY name, status",
+        clause.from, clause.sql
     );
     let groups: Vec<(String, String, i64, f64, i64)> = conn
         .prepare_cached(&sql)
@@ -372,8 +390,8 @@ fn p95(
     let rank = ((timed as f64) * 0.95).ceil() as i64;
     let mut params = clause.params.clone();
     let mut sql = format!(
-        "SELECT duration FROM tasks WHERE {} AND duration IS NOT NULL AND status NOT IN ('pending', 'running')",
-        clause.sql
+        "SELECT duration FROM {} WHERE {} AND duration IS NOT NULL AND status NOT IN ('pending', 'running')",
+        clause.from, clause.sql
     );
     if let Some(name) = name {
         params.push(name.to_owned().into());

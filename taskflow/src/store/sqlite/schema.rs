@@ -12,6 +12,7 @@ pub(super) const APPLICATION_ID: i64 = 0x7466_6c77;
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_tasks.sql"),
     include_str!("migrations/0002_stats.sql"),
+    include_str!("migrations/0003_tags.sql"),
 ];
 
 /// The version this code writes.
@@ -113,6 +114,7 @@ mod tests {
                     "locks",
                     "task_counts",
                     "task_durations",
+                    "task_tags",
                     "tasks"
                 ]
             );
@@ -132,6 +134,42 @@ mod tests {
             conn.pragma_update(None, "user_version", index as i64 + 1)
                 .unwrap();
         }
+    }
+
+    fn insert_task(conn: &Connection, id: u8, tags: &str) {
+        conn.execute(
+            "INSERT INTO tasks (id, name, status, created_at, instance_id, queue, persist, tags, record)
+             VALUES (?1, 't', 'success', 0, 'i', 'default', 0, ?2, '{}')",
+            rusqlite::params![[id; 16], tags],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_tags_table_is_filled_from_the_rows_of_an_older_file() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 2);
+        insert_task(&conn, 1, r#"{"tenant":"acme","user":"7"}"#);
+        insert_task(&conn, 2, "{}");
+        insert_task(&conn, 3, r#"{"tenant":"#);
+        insert_task(&conn, 4, r#"["tenant"]"#);
+        migrate(&mut conn, 2).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT task_id, key, value FROM task_tags ORDER BY task_id, key")
+            .unwrap();
+        let tags: Vec<(Vec<u8>, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            tags,
+            [
+                (vec![1; 16], "tenant".to_owned(), "acme".to_owned()),
+                (vec![1; 16], "user".to_owned(), "7".to_owned()),
+            ],
+            "a corrupt row's tags (3) and tags that are not an object (4) do not stop the migration"
+        );
     }
 
     #[test]

@@ -473,12 +473,13 @@ impl Known {
     }
 }
 
-/// The connection of one transaction, with the two statements written for every row prepared
-/// once for the transaction instead of looked up in the statement cache for each row (which
-/// hashes the whole SQL text every time).
+/// The connection of one transaction, with the statements written for every row prepared once
+/// for the transaction instead of looked up in the statement cache for each row (which hashes
+/// the whole SQL text every time).
 struct Statements<'c> {
     conn: &'c Connection,
     insert: Option<CachedStatement<'c>>,
+    tags: Option<CachedStatement<'c>>,
     update: Option<CachedStatement<'c>>,
 }
 
@@ -487,6 +488,7 @@ impl<'c> Statements<'c> {
         Self {
             conn,
             insert: None,
+            tags: None,
             update: None,
         }
     }
@@ -507,7 +509,7 @@ impl<'c> Statements<'c> {
         changed
     }
 
-    /// Inserts a new run's row.
+    /// Inserts a new run's row, and a row per tag in the tags table (migration 3).
     fn insert(&mut self, row: &Row) -> Result<(), StoreError> {
         Self::run(
             self.conn,
@@ -529,12 +531,21 @@ impl<'c> Statements<'c> {
                 row.record(),
             ],
         )?;
+        if row.tags() != "{}" {
+            Self::run(
+                self.conn,
+                &mut self.tags,
+                "INSERT OR REPLACE INTO task_tags (key, value, task_id)
+                 SELECT key, value, ?1 FROM json_each(?2)",
+                params![row.id.to_bytes(), row.tags()],
+            )?;
+        }
         Ok(())
     }
 
     /// Updates the row `stored` of `row`'s run, if its status is still `expected` (any, for
-    /// `None`); `false` when no row matched. Name, queue, idempotency key and creation time are
-    /// fixed for a run's life; the rest may move.
+    /// `None`); `false` when no row matched. Name, queue, idempotency key, tags and creation time
+    /// are fixed for a run's life (so its rows in the tags table stay right); the rest may move.
     fn update(
         &mut self,
         stored: &stats::Stored,
@@ -546,8 +557,8 @@ impl<'c> Statements<'c> {
             self.conn,
             &mut self.update,
             "UPDATE tasks SET status = ?2, ended_at = ?3, duration = ?4, instance_id = ?5, persist = ?6,
-                 tags = ?7, record = ?8
-             WHERE seq = ?1 AND id = ?9 AND (?10 IS NULL OR status = ?10)",
+                 record = ?7
+             WHERE seq = ?1 AND id = ?8 AND (?9 IS NULL OR status = ?9)",
             params![
                 stored.seq,
                 row.status.as_str(),
@@ -555,7 +566,6 @@ impl<'c> Statements<'c> {
                 row.duration,
                 row.instance_id(),
                 row.persist,
-                row.tags(),
                 row.record(),
                 row.id.to_bytes(),
                 expected,
@@ -711,25 +721,14 @@ fn unlock(conn: &Connection, name: &str, owner: &str) -> Result<(), StoreError> 
 const FINISHED: &str = "status NOT IN ('pending', 'running')";
 
 fn purge(conn: &Connection, delta: &mut stats::Delta, before: i64) -> Result<usize, StoreError> {
-    stats::remove_selected(
+    delete_runs(
         conn,
         delta,
         &format!(
-            "SELECT name, status, duration FROM tasks WHERE ended_at IS NOT NULL AND ended_at < ?1 AND {FINISHED}"
+            "SELECT id FROM tasks WHERE ended_at IS NOT NULL AND ended_at < ?1 AND {FINISHED}"
         ),
         before,
-    )?;
-    conn.prepare_cached(&format!(
-        "DELETE FROM idempotency_keys WHERE task_id IN
-         (SELECT id FROM tasks WHERE ended_at IS NOT NULL AND ended_at < ?1 AND {FINISHED})"
-    ))
-    .and_then(|mut stmt| stmt.execute([before]))
-    .map_err(backend)?;
-    conn.prepare_cached(&format!(
-        "DELETE FROM tasks WHERE ended_at IS NOT NULL AND ended_at < ?1 AND {FINISHED}"
-    ))
-    .and_then(|mut stmt| stmt.execute([before]))
-    .map_err(backend)
+    )
 }
 
 fn trim(conn: &Connection, delta: &mut stats::Delta, max_rows: usize) -> Result<usize, StoreError> {
@@ -744,23 +743,45 @@ fn trim(conn: &Connection, delta: &mut stats::Delta, max_rows: usize) -> Result<
     if excess <= 0 {
         return Ok(0);
     }
-    let oldest = format!("SELECT id FROM tasks WHERE {FINISHED} ORDER BY id LIMIT ?1");
+    delete_runs(
+        conn,
+        delta,
+        &format!("SELECT id FROM tasks WHERE {FINISHED} ORDER BY id LIMIT ?1"),
+        excess,
+    )
+}
+
+/// Deletes the runs whose ids `selection` (a query with one parameter, `param`) selects, with
+/// their idempotency keys and their rows in the tags table, and takes them out of the running
+/// figures. Returns how many runs it deleted.
+fn delete_runs(
+    conn: &Connection,
+    delta: &mut stats::Delta,
+    selection: &str,
+    param: i64,
+) -> Result<usize, StoreError> {
     stats::remove_selected(
         conn,
         delta,
-        &format!("SELECT name, status, duration FROM tasks WHERE id IN ({oldest})"),
-        excess,
+        &format!("SELECT name, status, duration FROM tasks WHERE id IN ({selection})"),
+        param,
     )?;
-    conn.execute(
-        &format!("DELETE FROM idempotency_keys WHERE task_id IN ({oldest})"),
-        [excess],
-    )
-    .map_err(backend)?;
-    conn.execute(
-        &format!("DELETE FROM tasks WHERE id IN ({oldest})"),
-        [excess],
-    )
-    .map_err(backend)
+    let delete = |sql: String| {
+        conn.prepare_cached(&sql)
+            .and_then(|mut stmt| stmt.execute([param]))
+            .map_err(backend)
+    };
+    delete(format!(
+        "DELETE FROM idempotency_keys WHERE task_id IN ({selection})"
+    ))?;
+    // Each tag row is found by its key, value and run id (the primary key); tags that are not
+    // a JSON object (a corrupt row) have no rows to find.
+    delete(format!(
+        "DELETE FROM task_tags WHERE (key, value, task_id) IN
+         (SELECT each.key, each.value, tasks.id FROM tasks, json_each(tasks.tags) AS each
+          WHERE tasks.id IN ({selection}) AND tasks.tags <> '{{}}' AND json_valid(tasks.tags))"
+    ))?;
+    delete(format!("DELETE FROM tasks WHERE id IN ({selection})"))
 }
 
 #[cfg(test)]
@@ -769,14 +790,21 @@ mod tests {
     use crate::store::{SqliteStore, Store};
     use crate::task::{TaskId, TaskRecord, TaskStatus};
 
+    /// A store on a fresh file in directory `taskflow-<name>-<pid>` of the temp dir: the
+    /// directory, the file's path and the store.
+    async fn fresh_store(name: &str) -> (std::path::PathBuf, std::path::PathBuf, SqliteStore) {
+        let dir = std::env::temp_dir().join(format!("taskflow-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("tasks.db");
+        let store = SqliteStore::open(&path).await.expect("opens");
+        (dir, path, store)
+    }
+
     /// The writer remembers the state it last wrote; when another connection changed the row
     /// since, the next write must notice and count from the row's real state.
     #[tokio::test]
     async fn a_row_changed_by_another_connection_keeps_the_figures_right() {
-        let dir = std::env::temp_dir().join(format!("taskflow-known-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("tasks.db");
-        let store = SqliteStore::open(&path).await.expect("opens");
+        let (dir, path, store) = fresh_store("known").await;
         let mut record = TaskRecord::pending(TaskId::new(), "job", "me");
         store.insert(record.clone(), None).await.expect("inserted");
 
@@ -810,6 +838,68 @@ mod tests {
         assert_eq!(metrics.by_status.get("success"), Some(&1));
         assert_eq!(metrics.by_status.get("running"), Some(&0));
         assert_eq!(metrics.by_status.get("pending"), Some(&0));
+        store.close().await.expect("closes");
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
+
+    fn tag_rows(path: &std::path::Path) -> Vec<(String, String)> {
+        let conn = rusqlite::Connection::open(path).expect("second connection");
+        let mut stmt = conn
+            .prepare("SELECT key, value FROM task_tags ORDER BY key, value")
+            .expect("prepares");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("reads")
+            .collect::<Result<_, _>>()
+            .expect("reads")
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// The tags table (migration 3) holds a row per tag of every stored run, written with the
+    /// run's row whichever way it is first written, and deleted with it.
+    #[tokio::test]
+    async fn every_tag_row_follows_its_run_from_first_write_to_deletion() {
+        let (dir, path, store) = fresh_store("tags").await;
+        let mut persisted = TaskRecord::pending(TaskId::new(), "job", "me");
+        persisted.tags.insert("tenant", "acme");
+        persisted.tags.insert("user", "7");
+        store
+            .insert(persisted.clone(), None)
+            .await
+            .expect("inserted");
+        let mut finished = TaskRecord::pending(TaskId::new(), "job", "me");
+        finished.tags.insert("tenant", "globex");
+        finished.status = TaskStatus::Success;
+        finished.end_time = Some(chrono::Utc::now());
+        let untagged = TaskRecord::pending(TaskId::new(), "job", "me");
+        store
+            .save(&[finished, untagged])
+            .await
+            .expect("saved without an insert first");
+        persisted.status = TaskStatus::Success;
+        persisted.end_time = Some(chrono::Utc::now());
+        store.save(&[persisted]).await.expect("updated");
+        assert_eq!(
+            tag_rows(&path),
+            pairs(&[("tenant", "acme"), ("tenant", "globex"), ("user", "7")])
+        );
+
+        assert_eq!(store.trim(1).await.expect("trimmed"), 1);
+        assert_eq!(
+            tag_rows(&path),
+            pairs(&[("tenant", "globex")]),
+            "the oldest finished run went with its tags"
+        );
+        let purged = store
+            .purge(chrono::Utc::now() + chrono::Duration::hours(1))
+            .await
+            .expect("purged");
+        assert_eq!(purged, 1);
+        assert!(tag_rows(&path).is_empty());
         store.close().await.expect("closes");
         std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
