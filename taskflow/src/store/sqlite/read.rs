@@ -193,6 +193,17 @@ impl Clause {
         clause
     }
 
+    /// The query of a page of at most `rows` matching rows, newest first.
+    fn page(&self, rows: usize) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {} DESC LIMIT {rows}",
+            row::COLUMNS,
+            self.from,
+            self.sql,
+            self.id
+        )
+    }
+
     fn push(&mut self, condition: &str, value: SqlValue) {
         self.params.push(value);
         let numbered = condition.replacen('?', &format!("?{}", self.params.len()), 1);
@@ -204,14 +215,7 @@ impl Clause {
 pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, StoreError> {
     let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
     let clause = Clause::new(filter, true);
-    let sql = format!(
-        "SELECT {} FROM {} WHERE {} ORDER BY {} DESC LIMIT {}",
-        row::COLUMNS,
-        clause.from,
-        clause.sql,
-        clause.id,
-        limit + 1
-    );
+    let sql = clause.page(limit + 1);
     let rows: Vec<(Vec<u8>, Option<TaskRecord>)> = conn
         .prepare_cached(&sql)
         .and_then(|mut stmt| {
@@ -430,8 +434,53 @@ pub(super) fn instances(conn: &Connection) -> Result<Vec<Instance>, StoreError> 
 
 #[cfg(test)]
 mod tests {
+    use super::Clause;
+    use crate::history::TaskFilter;
     use crate::store::{SqliteStore, Store};
-    use crate::task::TaskId;
+    use crate::task::{TaskId, TaskStatus};
+
+    /// SQLite's plan for a page of `filter`, one step per line.
+    fn plan(filter: &TaskFilter) -> Vec<String> {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("opens");
+        super::super::schema::migrate(&mut conn, 0).expect("migrates");
+        let clause = Clause::new(filter, true);
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", clause.page(51)))
+            .expect("prepares");
+        stmt.query_map(rusqlite::params_from_iter(&clause.params), |r| {
+            r.get::<_, String>(3)
+        })
+        .expect("plans")
+        .collect::<Result<_, _>>()
+        .expect("plans")
+    }
+
+    /// A `key:value` tag filter reads the runs holding the tag from the tags table, in id order
+    /// (no sort), alone or with other filters and a cursor, and never scans the tasks: a tag that
+    /// no run holds once read the whole table (BENCHMARKS.md, session 29).
+    #[test]
+    fn a_tag_filter_walks_the_tags_index_and_scans_no_table() {
+        let cursor = TaskId::new().to_string();
+        for filter in [
+            TaskFilter::new().tag("tenant:acme"),
+            TaskFilter::new().tag("tenant=acme").cursor(cursor.clone()),
+            TaskFilter::new()
+                .tag("tenant:acme")
+                .status(TaskStatus::Failed),
+            TaskFilter::new().tag("tenant:acme").name("job").q("x"),
+        ] {
+            let plan = plan(&filter);
+            assert!(
+                plan[0].starts_with("SEARCH task_tags USING PRIMARY KEY (key=? AND value=?"),
+                "{filter:?}: {plan:?}"
+            );
+            assert!(
+                plan.iter()
+                    .all(|step| !step.starts_with("SCAN") && !step.contains("TEMP B-TREE")),
+                "{filter:?}: {plan:?}"
+            );
+        }
+    }
 
     /// A burst of reads once opened a connection (and parsed the schema) per read in flight.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
