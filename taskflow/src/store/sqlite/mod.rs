@@ -135,11 +135,11 @@ const WRITER_THREAD: &str = "taskflow-sqlite";
 ///
 /// A query filtered by status, by name or by tag (`key:value`) walks an index of the runs that
 /// match that filter, newest first, and checks any other filter on each until it has a page, so
-/// its time does not grow with the rest of the history (BENCHMARKS.md, "Scale"). The tag index costs the writer a row per tag of each tagged run,
-/// written in the run's first commit: `persist` tasks with two tags each commit about a quarter
-/// fewer runs per second than without the index. Runs without tags cost it nothing. A filter on
-/// a tag's key alone, or on text (`q`), checks each run in turn, newest first, until it has a
-/// page.
+/// its time does not grow with the rest of the history (BENCHMARKS.md, "Scale"). The tag index
+/// costs the writer a row per tag of each tagged run, written in the run's first commit:
+/// `persist` tasks with two tags each commit about a quarter fewer runs per second than without
+/// the index. Runs without tags cost it nothing. A filter on a tag's key alone, or on text
+/// (`q`), checks each run in turn, newest first, until it has a page.
 ///
 /// # Examples
 ///
