@@ -774,8 +774,9 @@ fn delete_runs(
     delete(format!(
         "DELETE FROM idempotency_keys WHERE task_id IN ({selection})"
     ))?;
-    // Each tag row is found by its key, value and run id (the primary key); tags that are not
-    // a JSON object (a corrupt row) have no rows to find.
+    // Each tag row is found by its key, value and run id (the primary key), read from the run's
+    // `tags` column. A run whose column no longer parses (a corrupt row) leaves its tag rows
+    // behind; no query reaches them, as their run id joins no row.
     delete(format!(
         "DELETE FROM task_tags WHERE (key, value, task_id) IN
          (SELECT each.key, each.value, tasks.id FROM tasks, json_each(tasks.tags) AS each
