@@ -4,7 +4,8 @@
 //! 1% of every stretch of the history) by running them through a manager, then opens the file in
 //! a new manager (so nothing is in memory) and times the calls the admin API and the dashboard's
 //! first snapshot make: `list` (limit 50) 500 times per filter (none, a status, a name, a tag's
-//! value alone and with a status, a tag's key, a tag no row holds) and `metrics` 10 times.
+//! value alone and with a status, a tag's key, a tag and a key no row holds) and `metrics` 10
+//! times.
 //! Prints p50/p99/max per call, nearest rank.
 //!
 //! ```text
@@ -151,6 +152,7 @@ fn main() {
                 TaskFilter::new().tag("tenant:none"),
                 0,
             ),
+            ("list tag=region", TaskFilter::new().tag("region"), 0),
         ];
         for (label, filter, rows) in filters {
             let filter = filter.limit(50);

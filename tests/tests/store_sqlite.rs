@@ -767,6 +767,11 @@ async fn tag_filters_page_newest_first_and_combine_with_the_other_filters() {
         .expect("metrics");
     assert_eq!((metrics.total, metrics.by_status["failed"]), (8, 2));
     assert!(metrics.p95_duration.is_some());
+    let unheld = store
+        .metrics(&TaskFilter::new().tag("region"))
+        .await
+        .expect("metrics");
+    assert_eq!((unheld.total, unheld.p95_duration), (0, None));
     store.close().await.expect("closes");
 }
 

@@ -120,6 +120,9 @@ struct Clause {
     /// The run id column that orders and pages the rows: `task_tags.task_id` when the tag's runs
     /// drive the query, since the tags table walks them in id order (`tasks.id` is the same).
     id: &'static str,
+    /// With a filter on a tag's key alone, that key: when no run holds it (a typo, say), no row
+    /// can match and the query need not read them all to say so.
+    key: Option<String>,
     sql: String,
     params: Vec<SqlValue>,
 }
@@ -138,6 +141,10 @@ impl Clause {
                 "tasks"
             },
             id: if by_tag { "task_tags.task_id" } else { "id" },
+            key: match tag {
+                Some(Err(key)) => Some(key.to_owned()),
+                _ => None,
+            },
             sql: "1 = 1".to_owned(),
             params: Vec::new(),
         };
@@ -193,6 +200,18 @@ impl Clause {
         clause
     }
 
+    /// Whether no row can match because no run holds the filter's tag key, which the tags table
+    /// answers with one seek (SQLite would otherwise check every row).
+    fn matches_nothing(&self, conn: &Connection) -> Result<bool, StoreError> {
+        let Some(key) = &self.key else {
+            return Ok(false);
+        };
+        conn.prepare_cached("SELECT 1 FROM task_tags WHERE key = ?1 LIMIT 1")
+            .and_then(|mut stmt| stmt.exists([key]))
+            .map(|held| !held)
+            .map_err(backend)
+    }
+
     /// The query of a page of at most `rows` matching rows, newest first.
     fn page(&self, rows: usize) -> String {
         format!(
@@ -215,6 +234,12 @@ impl Clause {
 pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, StoreError> {
     let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
     let clause = Clause::new(filter, true);
+    if clause.matches_nothing(conn)? {
+        return Ok(ListPage {
+            tasks: Vec::new(),
+            next_cursor: None,
+        });
+    }
     let sql = clause.page(limit + 1);
     let rows: Vec<(Vec<u8>, Option<TaskRecord>)> = conn
         .prepare_cached(&sql)
@@ -357,6 +382,9 @@ fn histogram_p95(buckets: impl Iterator<Item = (i64, i64)> + Clone) -> Option<f6
 /// Metrics of the rows matching a filter, by scanning them.
 fn scanned_metrics(conn: &Connection, filter: &TaskFilter) -> Result<Metrics, StoreError> {
     let clause = Clause::new(filter, false);
+    if clause.matches_nothing(conn)? {
+        return fold(Vec::new(), |_, _| Ok(None));
+    }
     let finished = "status NOT IN ('pending', 'running')";
     let sql = format!(
         "SELECT name, status, count(*), coalesce(sum(CASE WHEN {finished} THEN duration END), 0),

@@ -1,8 +1,9 @@
 -- Every run's tags, one row each, ordered by key, value and run id, so that a `key:value` tag
 -- filter walks the runs holding that tag, newest first, instead of parsing the `tags` column of
 -- every row (a tag few runs hold used to read the whole table). A filter on a key alone still
--- reads the `tags` column: ordered by value first, this table cannot give one key's runs in id
--- order, and a second ordering by key and id would cost every tagged write another b-tree.
+-- reads the `tags` column, once this table says some run holds the key: ordered by value first,
+-- it cannot give one key's runs in id order, and a second ordering by key and id would cost every
+-- tagged write another b-tree.
 -- A run's tags are fixed at enqueue: the writer adds its rows with the run's row and deletes
 -- them with it (`write.rs`; statements rather than triggers, which cost SQLite a statement
 -- journal on every insert). Filled from the existing rows below; a row whose tags are not a
