@@ -5,9 +5,9 @@
 -- it cannot give one key's runs in id order, and a second ordering by key and id would cost every
 -- tagged write another b-tree.
 -- A run's tags are fixed at enqueue: the writer adds its rows with the run's row and deletes
--- them with it (`write.rs`; statements rather than triggers, which cost SQLite a statement
--- journal on every insert). Filled from the existing rows below; a row whose tags are not a
--- JSON object (a corrupt row) gets none.
+-- them with it (`write.rs`; statements rather than triggers, which cost more per insert than
+-- the insert itself, BENCHMARKS.md, session 29). Filled from the existing rows below; a row whose
+-- tags are not a JSON object (a corrupt row) gets none.
 CREATE TABLE task_tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
