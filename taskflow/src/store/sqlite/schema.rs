@@ -61,6 +61,9 @@ pub(super) fn check(conn: &Connection, path: &str) -> Result<i64, StoreError> {
 }
 
 /// Applies the migrations after `from`, each in its own transaction with its version bump.
+/// Each transaction reads the version again once it holds the write lock: another process that
+/// opened the same file at the same time may have applied the migration meanwhile, and a second
+/// run of it would fail (its tables exist).
 pub(super) fn migrate(conn: &mut Connection, from: i64) -> Result<(), rusqlite::Error> {
     for (index, sql) in MIGRATIONS
         .iter()
@@ -68,6 +71,10 @@ pub(super) fn migrate(conn: &mut Connection, from: i64) -> Result<(), rusqlite::
         .skip(usize::try_from(from).unwrap_or(usize::MAX))
     {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current > index as i64 {
+            continue;
+        }
         tx.execute_batch(sql)?;
         if index == 1 {
             super::stats::backfill_durations(&tx)?;
@@ -170,6 +177,27 @@ mod tests {
             ],
             "a corrupt row's tags (3) and tags that are not an object (4) do not stop the migration"
         );
+    }
+
+    /// Two processes that open a file at once both read its old version before either migrates;
+    /// the second to take the write lock used to run the migrations again and fail on their
+    /// tables.
+    #[test]
+    fn a_file_migrated_meanwhile_by_another_connection_is_left_as_it_is() {
+        let dir = std::env::temp_dir().join(format!("taskflow-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tasks.db");
+        let _ = std::fs::remove_file(&path);
+        let mut first = Connection::open(&path).unwrap();
+        let mut second = Connection::open(&path).unwrap();
+        let first_saw = check(&first, "test").unwrap();
+        let second_saw = check(&second, "test").unwrap();
+        assert_eq!((first_saw, second_saw), (0, 0));
+        migrate(&mut first, first_saw).unwrap();
+        migrate(&mut second, second_saw).unwrap();
+        assert_eq!(check(&second, "test").unwrap(), LATEST);
+        drop((first, second));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
