@@ -1,11 +1,11 @@
 //! The admin queries over a large history: `scale [rows] [db]` (defaults: `1000000` and a fresh
 //! file in the temp directory). Fills a SQLite file with `rows` finished tasks (two task names,
 //! one in five failed, 100 `tenant` tags that every producer cycles through, so that each holds
-//! 1% of every stretch of the history) by running them through a manager, then opens the file in
-//! a new manager (so nothing is in memory) and times the calls the admin API and the dashboard's
-//! first snapshot make: `list` (limit 50) 500 times per filter (none, a status, a name, a tag's
-//! value alone and with a status, a tag's key, a tag and a key no row holds) and `metrics` 10
-//! times.
+//! 1% of every stretch of the history, and an `audit` tag on one in 10,000) by running them
+//! through a manager, then opens the file in a new manager (so nothing is in memory) and times
+//! the calls the admin API and the dashboard's first snapshot make: `list` (limit 50) 500 times
+//! per filter (none, a status, a name, a tag's value alone and with a status, a tag's key that
+//! every row holds and one that few hold, a tag and a key no row holds) and `metrics` 10 times.
 //! Prints p50/p99/max per call, nearest rank.
 //!
 //! ```text
@@ -41,11 +41,15 @@ async fn fill(manager: &TaskManager, rows: u64) {
                 let mut n = p;
                 let mut last = None;
                 while n < rows {
-                    let tag = ("tenant", taskflow_benches::tenant(n, PRODUCERS));
+                    let mut tags = vec![("tenant", taskflow_benches::tenant(n, PRODUCERS))];
+                    // A key few runs hold: one in 10,000.
+                    if n.is_multiple_of(10_000) {
+                        tags.push(("audit", "yes".to_owned()));
+                    }
                     let added = if n.is_multiple_of(5) {
-                        manager.add(Fail { n }).tags([tag]).await
+                        manager.add(Fail { n }).tags(tags).await
                     } else {
-                        manager.add(Succeed { n }).tags([tag]).await
+                        manager.add(Succeed { n }).tags(tags).await
                     };
                     last = Some(added.expect("enqueued"));
                     n += PRODUCERS;
@@ -152,6 +156,7 @@ fn main() {
                 TaskFilter::new().tag("tenant:none"),
                 0,
             ),
+            ("list tag=audit", TaskFilter::new().tag("audit"), 50),
             ("list tag=region", TaskFilter::new().tag("region"), 0),
         ];
         for (label, filter, rows) in filters {

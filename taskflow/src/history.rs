@@ -93,7 +93,8 @@ impl TaskFilter {
 
     /// Only tasks tagged `key` or `key:value` (`key=value` too). On the SQLite store a
     /// `key:value` filter reads only the runs holding that tag, through an index; a key alone
-    /// checks each run's tags in turn, newest first, once the index says some run holds it.
+    /// does too when few runs hold it, and otherwise checks each run's tags in turn, newest
+    /// first.
     ///
     /// # Examples
     ///

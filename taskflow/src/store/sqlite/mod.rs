@@ -138,8 +138,9 @@ const WRITER_THREAD: &str = "taskflow-sqlite";
 /// its time does not grow with the rest of the history (BENCHMARKS.md, "Scale"). The tag index
 /// costs the writer a row per tag of each tagged run, written in the run's first commit:
 /// `persist` tasks with two tags each commit about a quarter fewer runs per second than without
-/// the index. Runs without tags cost it nothing. A filter on a tag's key alone (when some run
-/// holds the key), or on text (`q`), checks each run in turn, newest first, until it has a page.
+/// the index. Runs without tags cost it nothing. A filter on a tag's key alone looks up the runs
+/// holding the key when they are few (up to 20,000), and otherwise checks each run's tags in
+/// turn, newest first, until it has a page, as a filter on text (`q`) does.
 ///
 /// # Examples
 ///

@@ -120,19 +120,41 @@ struct Clause {
     /// The run id column that orders and pages the rows: `task_tags.task_id` when the tag's runs
     /// drive the query, since the tags table walks them in id order (`tasks.id` is the same).
     id: &'static str,
-    /// With a filter on a tag's key alone, that key: when no run holds it (a typo, say), no row
-    /// can match and the query need not read them all to say so.
-    key: Option<String>,
     sql: String,
     params: Vec<SqlValue>,
 }
 
+/// With a filter on a tag's key alone, up to this many runs holding the key are looked up by id
+/// from the tags table; more are found by checking each run's tags, newest first, which then
+/// meets one of them within a few rows.
+const FEW_KEYED_RUNS: i64 = 20_000;
+
 impl Clause {
-    fn new(filter: &TaskFilter, with_cursor: bool) -> Self {
+    /// The clause of `filter` (with its cursor if `with_cursor`), or `None` when the tags table
+    /// shows that no row can match: a filter on a tag key that no run holds (a typo, say).
+    fn new(
+        conn: &Connection,
+        filter: &TaskFilter,
+        with_cursor: bool,
+    ) -> Result<Option<Self>, StoreError> {
         let tag = filter
             .tag
             .as_deref()
             .map(|tag| tag.split_once([':', '=']).ok_or(tag));
+        let keyed_runs = match tag {
+            Some(Err(key)) => conn
+                .prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM task_tags WHERE key = ?1 LIMIT ?2)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(rusqlite::params![key, FEW_KEYED_RUNS + 1], |r| r.get(0))
+                })
+                .map_err(backend)?,
+            _ => 0,
+        };
+        if matches!(tag, Some(Err(_))) && keyed_runs == 0 {
+            return Ok(None);
+        }
         let by_tag = matches!(tag, Some(Ok(_)));
         let mut clause = Self {
             from: if by_tag {
@@ -141,10 +163,6 @@ impl Clause {
                 "tasks"
             },
             id: if by_tag { "task_tags.task_id" } else { "id" },
-            key: match tag {
-                Some(Err(key)) => Some(key.to_owned()),
-                _ => None,
-            },
             sql: "1 = 1".to_owned(),
             params: Vec::new(),
         };
@@ -153,7 +171,13 @@ impl Clause {
                 clause.push("task_tags.key = ?", key.to_owned().into());
                 clause.push("task_tags.value = ?", value.to_owned().into());
             }
-            // A key alone: the runs in id order, each checked for the key (see migration 3).
+            // A key alone, held by few runs: those runs, by id (SQLite walks the ids it
+            // collects in order). Held by many: the runs in id order, each checked for the key
+            // (see migration 3).
+            Some(Err(key)) if keyed_runs <= FEW_KEYED_RUNS => clause.push(
+                "id IN (SELECT task_id FROM task_tags WHERE key = ?)",
+                key.to_owned().into(),
+            ),
             Some(Err(key)) => clause.push(
                 "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE key = ?)",
                 key.to_owned().into(),
@@ -197,19 +221,7 @@ impl Clause {
             let id = clause.id;
             clause.push(&format!("{id} < ?"), after.to_bytes().to_vec().into());
         }
-        clause
-    }
-
-    /// Whether no row can match because no run holds the filter's tag key, which the tags table
-    /// answers with one seek (SQLite would otherwise check every row).
-    fn matches_nothing(&self, conn: &Connection) -> Result<bool, StoreError> {
-        let Some(key) = &self.key else {
-            return Ok(false);
-        };
-        conn.prepare_cached("SELECT 1 FROM task_tags WHERE key = ?1 LIMIT 1")
-            .and_then(|mut stmt| stmt.exists([key]))
-            .map(|held| !held)
-            .map_err(backend)
+        Ok(Some(clause))
     }
 
     /// The query of a page of at most `rows` matching rows, newest first.
@@ -233,13 +245,12 @@ impl Clause {
 
 pub(super) fn list(conn: &Connection, filter: &TaskFilter) -> Result<ListPage, StoreError> {
     let limit = filter.limit.clamp(1, TaskFilter::MAX_LIMIT);
-    let clause = Clause::new(filter, true);
-    if clause.matches_nothing(conn)? {
+    let Some(clause) = Clause::new(conn, filter, true)? else {
         return Ok(ListPage {
             tasks: Vec::new(),
             next_cursor: None,
         });
-    }
+    };
     let sql = clause.page(limit + 1);
     let rows: Vec<(Vec<u8>, Option<TaskRecord>)> = conn
         .prepare_cached(&sql)
@@ -381,10 +392,9 @@ fn histogram_p95(buckets: impl Iterator<Item = (i64, i64)> + Clone) -> Option<f6
 
 /// Metrics of the rows matching a filter, by scanning them.
 fn scanned_metrics(conn: &Connection, filter: &TaskFilter) -> Result<Metrics, StoreError> {
-    let clause = Clause::new(filter, false);
-    if clause.matches_nothing(conn)? {
+    let Some(clause) = Clause::new(conn, filter, false)? else {
         return fold(Vec::new(), |_, _| Ok(None));
-    }
+    };
     let finished = "status NOT IN ('pending', 'running')";
     let sql = format!(
         "SELECT name, status, count(*), coalesce(sum(CASE WHEN {finished} THEN duration END), 0),
@@ -467,11 +477,18 @@ mod tests {
     use crate::store::{SqliteStore, Store};
     use crate::task::{TaskId, TaskStatus};
 
-    /// SQLite's plan for a page of `filter`, one step per line.
-    fn plan(filter: &TaskFilter) -> Vec<String> {
+    /// A database with every migration applied and no rows.
+    fn empty() -> rusqlite::Connection {
         let mut conn = rusqlite::Connection::open_in_memory().expect("opens");
         super::super::schema::migrate(&mut conn, 0).expect("migrates");
-        let clause = Clause::new(filter, true);
+        conn
+    }
+
+    /// SQLite's plan for a page of `filter` on `conn`, one step per line.
+    fn plan(conn: &rusqlite::Connection, filter: &TaskFilter) -> Vec<String> {
+        let clause = Clause::new(conn, filter, true)
+            .expect("builds")
+            .expect("can match");
         let mut stmt = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {}", clause.page(51)))
             .expect("prepares");
@@ -481,6 +498,12 @@ mod tests {
         .expect("plans")
         .collect::<Result<_, _>>()
         .expect("plans")
+    }
+
+    /// No step reads a whole table or sorts.
+    fn walks_indexes_only(plan: &[String]) -> bool {
+        plan.iter()
+            .all(|step| !step.starts_with("SCAN") && !step.contains("TEMP B-TREE"))
     }
 
     /// A `key:value` tag filter reads the runs holding the tag from the tags table, in id order
@@ -497,17 +520,52 @@ mod tests {
                 .status(TaskStatus::Failed),
             TaskFilter::new().tag("tenant:acme").name("job").q("x"),
         ] {
-            let plan = plan(&filter);
+            let plan = plan(&empty(), &filter);
             assert!(
                 plan[0].starts_with("SEARCH task_tags USING PRIMARY KEY (key=? AND value=?"),
                 "{filter:?}: {plan:?}"
             );
-            assert!(
-                plan.iter()
-                    .all(|step| !step.starts_with("SCAN") && !step.contains("TEMP B-TREE")),
-                "{filter:?}: {plan:?}"
-            );
+            assert!(walks_indexes_only(&plan), "{filter:?}: {plan:?}");
         }
+    }
+
+    /// A filter on a tag's key alone reads nothing when no run holds the key, looks up by id the
+    /// runs holding a key few runs hold, and walks the runs in id order for a key many hold.
+    #[test]
+    fn a_tag_key_filter_reads_by_how_many_runs_hold_the_key() {
+        let conn = empty();
+        let tag = |key: &str, n: i64| {
+            conn.execute(
+                "INSERT INTO task_tags (key, value, task_id) VALUES (?1, 'x', ?2)",
+                rusqlite::params![key, n.to_be_bytes()],
+            )
+            .expect("inserts");
+        };
+        conn.execute_batch("BEGIN").expect("begins");
+        for n in 0..3 {
+            tag("vip", n);
+        }
+        for n in 0..=super::FEW_KEYED_RUNS {
+            tag("tenant", n);
+        }
+        conn.execute_batch("COMMIT").expect("commits");
+
+        let unheld = Clause::new(&conn, &TaskFilter::new().tag("region"), true).expect("builds");
+        assert!(unheld.is_none(), "no run holds `region`");
+        let few = plan(
+            &conn,
+            &TaskFilter::new().tag("vip").status(TaskStatus::Failed),
+        );
+        assert!(
+            few.iter().any(|step| step.contains("LIST SUBQUERY")) && walks_indexes_only(&few),
+            "{few:?}"
+        );
+        let many = plan(&conn, &TaskFilter::new().tag("tenant"));
+        assert!(
+            many[0].starts_with("SCAN tasks USING INDEX")
+                && !many.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{many:?}"
+        );
     }
 
     /// A burst of reads once opened a connection (and parsed the schema) per read in flight.
