@@ -129,6 +129,25 @@ struct Clause {
 /// meets one of them within a few rows.
 const FEW_KEYED_RUNS: i64 = 20_000;
 
+/// How a tag filter reads its runs.
+enum TagRead<'f> {
+    /// `key:value`: the tag's runs from the tags table, in id order.
+    Value(&'f str, &'f str),
+    /// A key alone that few runs hold: those runs, looked up by id.
+    FewRuns(&'f str),
+    /// A key alone that many runs hold: every run in id order, each checked for the key.
+    ManyRuns(&'f str),
+}
+
+/// How many runs hold tag key `key`, counted up to `FEW_KEYED_RUNS + 1`.
+fn keyed_runs(conn: &Connection, key: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM task_tags WHERE key = ?1 LIMIT ?2)")
+        .and_then(|mut stmt| {
+            stmt.query_row(rusqlite::params![key, FEW_KEYED_RUNS + 1], |r| r.get(0))
+        })
+        .map_err(backend)
+}
+
 impl Clause {
     /// The clause of `filter` (with its cursor if `with_cursor`), or `None` when the tags table
     /// shows that no row can match: a filter on a tag key that no run holds (a typo, say).
@@ -137,25 +156,20 @@ impl Clause {
         filter: &TaskFilter,
         with_cursor: bool,
     ) -> Result<Option<Self>, StoreError> {
-        let tag = filter
+        let tag = match filter
             .tag
             .as_deref()
-            .map(|tag| tag.split_once([':', '=']).ok_or(tag));
-        let keyed_runs = match tag {
-            Some(Err(key)) => conn
-                .prepare_cached(
-                    "SELECT count(*) FROM (SELECT 1 FROM task_tags WHERE key = ?1 LIMIT ?2)",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_row(rusqlite::params![key, FEW_KEYED_RUNS + 1], |r| r.get(0))
-                })
-                .map_err(backend)?,
-            _ => 0,
+            .map(|tag| tag.split_once([':', '=']).ok_or(tag))
+        {
+            None => None,
+            Some(Ok((key, value))) => Some(TagRead::Value(key, value)),
+            Some(Err(key)) => match keyed_runs(conn, key)? {
+                0 => return Ok(None),
+                runs if runs <= FEW_KEYED_RUNS => Some(TagRead::FewRuns(key)),
+                _ => Some(TagRead::ManyRuns(key)),
+            },
         };
-        if matches!(tag, Some(Err(_))) && keyed_runs == 0 {
-            return Ok(None);
-        }
-        let by_tag = matches!(tag, Some(Ok(_)));
+        let by_tag = matches!(tag, Some(TagRead::Value(..)));
         let mut clause = Self {
             from: if by_tag {
                 "task_tags CROSS JOIN tasks ON tasks.id = task_tags.task_id"
@@ -167,18 +181,16 @@ impl Clause {
             params: Vec::new(),
         };
         match tag {
-            Some(Ok((key, value))) => {
+            Some(TagRead::Value(key, value)) => {
                 clause.push("task_tags.key = ?", key.to_owned().into());
                 clause.push("task_tags.value = ?", value.to_owned().into());
             }
-            // A key alone, held by few runs: those runs, by id (SQLite walks the ids it
-            // collects in order). Held by many: the runs in id order, each checked for the key
-            // (see migration 3).
-            Some(Err(key)) if keyed_runs <= FEW_KEYED_RUNS => clause.push(
+            // SQLite walks the ids it collects in order (see migration 3).
+            Some(TagRead::FewRuns(key)) => clause.push(
                 "id IN (SELECT task_id FROM task_tags WHERE key = ?)",
                 key.to_owned().into(),
             ),
-            Some(Err(key)) => clause.push(
+            Some(TagRead::ManyRuns(key)) => clause.push(
                 "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE key = ?)",
                 key.to_owned().into(),
             ),

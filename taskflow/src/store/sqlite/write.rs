@@ -766,11 +766,9 @@ fn delete_runs(
         &format!("SELECT name, status, duration FROM tasks WHERE id IN ({selection})"),
         param,
     )?;
-    let delete = |sql: String| {
-        conn.prepare_cached(&sql)
-            .and_then(|mut stmt| stmt.execute([param]))
-            .map_err(backend)
-    };
+    // Not through the statement cache: retention runs once a minute at most, and its statements
+    // would push out the ones every commit uses.
+    let delete = |sql: String| conn.execute(&sql, [param]).map_err(backend);
     delete(format!(
         "DELETE FROM idempotency_keys WHERE task_id IN ({selection})"
     ))?;
