@@ -128,8 +128,8 @@ fn main() {
             .build()
             .await
             .expect("builds again");
-        // Each filter with the rows its page holds: a full page, or none for a tag no row holds
-        // (which reads the most rows where a filter has to look at every row).
+        // Each filter with the rows its page holds: a full page, or none for a tag or a key no
+        // row holds (which read every row before the tags table).
         let filters = [
             ("list", TaskFilter::new(), 50),
             (
